@@ -1,0 +1,49 @@
+# The two commands: `make up` and `make test`. See README.md.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: install up down test loadtest loadtest-ci bench lint kafka-start kafka-stop clean
+
+install: $(VENV_STAMP)  ## .venv with the pinned dependencies
+
+$(VENV_STAMP): requirements.txt
+	@command -v python3 >/dev/null || { echo "Python 3.10+ is needed"; exit 1; }
+	@[ -x $(PY) ] || python3 -m venv .venv
+	@echo "[install] pip install -r requirements.txt into .venv"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+up: install  ## the whole stack: Docker Compose if an engine answers, else local processes
+	@deploy/local/stack.sh up
+
+down:  ## stop what `make up` started
+	@deploy/local/stack.sh down
+
+test:  ## everything CI runs: set-up, real Kafka + PostgreSQL, pytest, the Locust gate
+	@deploy/local/test.sh
+
+loadtest: install  ## Locust web UI against the running stack (http://127.0.0.1:8089)
+	@.venv/bin/locust -f loadtests/locustfile.py
+
+loadtest-ci: install  ## headless acceptance gate (starts the local stack if needed)
+	@$(PY) -m loadtests.gate
+
+bench: install  ## throughput and latency figures for BENCHMARKS.md
+	@deploy/local/bench.sh
+
+lint: install
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+
+kafka-start: install
+	@deploy/local/kafka.sh start
+
+kafka-stop:
+	@deploy/local/kafka.sh stop
+
+clean:  ## remove run-time data (Kafka log dirs, databases, reports); keeps .venv and caches
+	@deploy/local/stack.sh down || true
+	@deploy/local/kafka.sh stop || true
+	@deploy/local/postgres.sh stop || true
+	rm -rf .run data reports

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make test`: everything CI runs. Sets up what is missing (venv, Kafka jars), starts real
+# Kafka and PostgreSQL (and Prometheus when installed), runs pytest, then the Locust
+# acceptance gate; stops whatever it started, even when a step fails.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+export RUN_DIR="${RUN_DIR:-$ROOT/.run}"
+mkdir -p "$RUN_DIR/logs" reports
+started=()
+t0=$SECONDS
+
+say() { printf '\n[test] %s (%ds)\n' "$*" $((SECONDS - t0)); }
+
+cleanup() {
+  local code=$?
+  for ((i=${#started[@]}-1; i>=0; i--)); do
+    say "stopping ${started[i]}"
+    "deploy/local/${started[i]}.sh" stop || true
+  done
+  say "done, exit code $code"
+  exit $code
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "installing Python dependencies"
+make -s install || exit 1
+
+say "fetching and starting Kafka"
+if deploy/local/kafka.sh status >/dev/null 2>&1; then
+  say "Kafka already running; using it"
+else
+  started+=(kafka)
+  deploy/local/kafka.sh start || exit 1
+fi
+
+say "starting PostgreSQL"
+if deploy/local/postgres.sh status >/dev/null 2>&1; then
+  say "PostgreSQL already running; using it"
+else
+  started+=(postgres)
+  deploy/local/postgres.sh start || exit 1
+fi
+export TEST_DATABASE_URL="$(deploy/local/postgres.sh url)"
+export TEST_KAFKA_BROKER="127.0.0.1:${KAFKA_PORT:-9092}"
+
+say "pytest"
+.venv/bin/python -m pytest "$@" || exit 1
+
+if [ -f loadtests/gate.py ]; then
+  say "Locust acceptance gate"
+  make -s loadtest-ci || exit 1
+fi

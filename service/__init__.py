@@ -1,0 +1,1 @@
+"""Sensor ingest HTTP API: validates readings and produces them to Kafka."""

@@ -1,0 +1,26 @@
+"""The Falcon application factory: dependencies in, `falcon.App` out."""
+
+from __future__ import annotations
+
+import falcon
+
+from service import errors, resources
+from service.middleware import ApiKeyMiddleware, MetricsMiddleware
+from service.openapi import build_document
+from service.resources import Sender
+from service.settings import Settings
+
+
+def create_app(settings: Settings, sender: Sender) -> falcon.App:
+    middleware: list[object] = [MetricsMiddleware()]
+    if settings.api_keys:
+        middleware.append(ApiKeyMiddleware(settings.api_keys))
+    app = falcon.App(middleware=middleware)
+    errors.register(app)
+    app.add_route("/sensor", resources.SensorResource(settings, sender))
+    app.add_route("/sensor/batch", resources.BatchResource(settings, sender))
+    app.add_route("/healthz", resources.HealthResource())
+    app.add_route("/readyz", resources.ReadyResource(sender))
+    app.add_route("/metrics", resources.MetricsResource())
+    app.add_route("/openapi.json", resources.OpenApiResource(build_document()))
+    return app

@@ -1,0 +1,56 @@
+"""Map library errors to JSON HTTP errors in one place: `{"error": ..., "path": ...}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+import msgspec
+
+from service.models import ReadingError
+from service.producer import ProduceError
+
+log = logging.getLogger(__name__)
+
+
+def _json(resp: falcon.Response, status: int, message: str, path: str | None = None) -> None:
+    body: dict[str, Any] = {"error": message}
+    if path:
+        body["path"] = path
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = msgspec.json.encode(body)
+
+
+def handle_decode_error(req: falcon.Request, resp: falcon.Response, ex: msgspec.DecodeError, params: dict) -> None:
+    _json(resp, 400, f"malformed JSON: {ex}")
+
+
+def handle_reading_error(req: falcon.Request, resp: falcon.Response, ex: ReadingError, params: dict) -> None:
+    _json(resp, 422, ex.message, ex.path)
+
+
+def handle_produce_error(req: falcon.Request, resp: falcon.Response, ex: ProduceError, params: dict) -> None:
+    _json(resp, 503, str(ex))
+    resp.set_header("Retry-After", str(ex.retry_after))
+
+
+def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict) -> None:
+    _json(resp, ex.status_code, ex.description or ex.title)
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    _json(resp, 500, "internal server error")
+
+
+def register(app: falcon.App) -> None:
+    """Install the handlers; the most generic first, since Falcon picks the most specific."""
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler(msgspec.DecodeError, handle_decode_error)
+    app.add_error_handler(ReadingError, handle_reading_error)
+    app.add_error_handler(ProduceError, handle_produce_error)

@@ -1,0 +1,55 @@
+"""gunicorn settings and lifecycle hooks for the ingest API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+# NOTE: must be set before prometheus_client is imported anywhere in the master.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"sensor-api-metrics-{os.environ.get('API_PORT', '5000')}"),
+)
+
+from service.settings import Settings  # noqa: E402
+
+_settings = Settings.from_env()
+
+bind = f"{_settings.api_host}:{_settings.api_port}"
+workers = _settings.api_workers
+threads = _settings.api_threads
+worker_class = "gthread"
+graceful_timeout = 30
+timeout = 60
+keepalive = 5
+accesslog = None
+loglevel = os.environ.get("LOG_LEVEL", "info")
+proc_name = "sensor-api"
+# NOTE: gunicorn 27 opens a control socket at one fixed path by default; two instances
+# (make up beside make test) would fight over it, and we do not use it.
+control_socket_disable = True
+
+
+def on_starting(server) -> None:  # noqa: ANN001
+    """Start every run with an empty multiprocess metrics folder."""
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+
+
+def worker_exit(server, worker) -> None:  # noqa: ANN001
+    """In-flight requests are answered by now: flush what is still queued for Kafka."""
+    wsgi = sys.modules.get("service.wsgi")
+    if wsgi is None:  # the worker failed before the app was built
+        return
+    left = wsgi.producer.close(timeout=float(_settings.ack_timeout_ms) / 1000 + 10)
+    server.log.info("worker %s flushed its producer (%d undelivered)", worker.pid, left)
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001
+    """Drop the dead worker's live gauges from the aggregated metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

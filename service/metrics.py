@@ -1,0 +1,53 @@
+"""Service metrics (names fixed by DESIGN.md), multiprocess-safe.
+
+NOTE: prometheus-client picks its multiprocess mode when first imported, so
+PROMETHEUS_MULTIPROC_DIR must be set before this module is imported (service/__main__.py
+and gunicorn_conf.py do it).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+
+REQUESTS = Counter(
+    "sensor_api_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+REQUEST_DURATION = Histogram(
+    "sensor_api_request_duration_seconds", "HTTP request duration", ["route"], buckets=LATENCY_BUCKETS
+)
+READINGS = Counter("sensor_api_readings_total", "Readings by outcome", ["result"])
+DELIVERY_DURATION = Histogram(
+    "sensor_kafka_delivery_duration_seconds",
+    "produce() to delivery report",
+    buckets=LATENCY_BUCKETS,
+)
+DELIVERY_ERRORS = Counter(
+    "sensor_kafka_delivery_errors_total", "Failed Kafka deliveries", ["reason"]
+)
+QUEUE_DEPTH = Gauge(
+    "sensor_kafka_queue_depth",
+    "Messages in the producers' local queues",
+    multiprocess_mode="livesum",
+)
+
+
+def render() -> tuple[bytes, str]:
+    """Prometheus text for this process, or for every worker in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,162 @@
+"""One confluent-kafka Producer per process, with a thread that serves delivery reports.
+
+Requests hand their readings to `send()`. In delivered mode the request thread waits for
+its own delivery reports (bounded by ACK_TIMEOUT_MS); concurrent requests share producer
+batches because the producer lingers a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from service import metrics
+from service.models import Reading, encode
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ProduceError(Exception):
+    """A reading could not be handed to Kafka or was not acknowledged."""
+
+    retry_after: int = 1
+
+
+class QueueFull(ProduceError):
+    """The producer's local queue is full: back-pressure, retry shortly."""
+
+
+class DeliveryFailed(ProduceError):
+    """Kafka reported a delivery error."""
+
+
+class DeliveryTimeout(ProduceError):
+    """No delivery report arrived within ACK_TIMEOUT_MS."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    partition: int
+    offset: int
+
+
+class _Waiter:
+    """Collects the delivery reports of one request."""
+
+    __slots__ = ("pending", "results", "error", "done", "lock", "started")
+
+    def __init__(self, count: int) -> None:
+        self.pending = count
+        self.results: list[Delivery | None] = [None] * count
+        self.error: KafkaError | None = None
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.started = time.perf_counter()
+
+    def report(self, index: int, err: KafkaError | None, msg: Message) -> None:
+        with self.lock:
+            if err is not None:
+                self.error = self.error or err
+            else:
+                self.results[index] = Delivery(msg.partition(), msg.offset())
+            self.pending -= 1
+            if self.pending == 0:
+                self.done.set()
+
+
+def producer_config(settings: Settings) -> dict[str, object]:
+    """librdkafka settings for the API's producer; RDKAFKA_* overrides win."""
+    return {
+        "enable.idempotence": True,  # implies acks=all and safe retries
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 5,  # PERF: a few ms so concurrent requests share batches
+        "queue.buffering.max.messages": 200_000,
+        "message.timeout.ms": 120_000,
+        **settings.kafka_common(),
+    }
+
+
+class ReadingProducer:
+    """Produces readings and reports deliveries to the requests waiting for them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer = Producer(producer_config(settings))
+        self._running = True
+        self._thread = threading.Thread(target=self._serve_deliveries, name="kafka-delivery", daemon=True)
+        self._thread.start()
+
+    def _serve_deliveries(self) -> None:
+        while self._running:
+            self._producer.poll(0.05)
+            metrics.QUEUE_DEPTH.set(len(self._producer))
+
+    def send(self, readings: Sequence[Reading], received_ns: int) -> list[Delivery] | None:
+        """Produce `readings`; in delivered mode wait for every acknowledgement.
+
+        Returns the deliveries (delivered mode) or None (enqueued mode); raises ProduceError.
+        """
+        wait = self.settings.ack_mode == "delivered"
+        waiter = _Waiter(len(readings))
+        headers = [("ingested_at_ns", str(received_ns).encode()), ("content-type", b"application/json")]
+        timestamp_ms = received_ns // 1_000_000
+        for index, reading in enumerate(readings):
+            callback = self._callback(waiter, index)
+            try:
+                self._producer.produce(
+                    self.settings.topic_name,
+                    value=encode(reading),
+                    key=reading.sensor_id.encode(),
+                    timestamp=timestamp_ms,
+                    headers=headers,
+                    on_delivery=callback,
+                )
+            except BufferError as e:
+                metrics.DELIVERY_ERRORS.labels("queue_full").inc()
+                raise QueueFull("the local Kafka queue is full, retry shortly") from e
+        if not wait:
+            return None
+        if not waiter.done.wait(self.settings.ack_timeout_ms / 1000):
+            metrics.DELIVERY_ERRORS.labels("timeout").inc()
+            raise DeliveryTimeout(f"Kafka did not acknowledge within {self.settings.ack_timeout_ms} ms")
+        if waiter.error is not None:
+            raise DeliveryFailed(f"Kafka delivery failed: {waiter.error.str()}")
+        return waiter.results  # type: ignore[return-value]
+
+    @staticmethod
+    def _callback(waiter: _Waiter, index: int):  # noqa: ANN205 - librdkafka callback
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            metrics.DELIVERY_DURATION.observe(time.perf_counter() - waiter.started)
+            if err is not None:
+                metrics.DELIVERY_ERRORS.labels(err.name().lower()).inc()
+                log.warning("delivery failed for key=%s: %s", msg.key(), err.str())
+            waiter.report(index, err, msg)
+
+        return on_delivery
+
+    def ready(self, timeout: float = 2.0) -> str | None:
+        """None when Kafka answers and the topic exists, else the reason."""
+        try:
+            meta = self._producer.list_topics(self.settings.topic_name, timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - any client error means "not ready"
+            return f"Kafka unreachable: {e}"
+        topic = meta.topics.get(self.settings.topic_name)
+        if topic is None or topic.error is not None:
+            return f"topic {self.settings.topic_name} not present"
+        return None
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Flush what is queued, stop the delivery thread; returns messages left unflushed."""
+        left = self._producer.flush(timeout)
+        self._running = False
+        self._thread.join(timeout=1)
+        if left:
+            log.error("%d messages were not delivered before shutdown", left)
+        return left

@@ -1,0 +1,139 @@
+"""HTTP resources: POST /sensor, POST /sensor/batch, health, readiness, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import falcon
+import msgspec
+
+from service import metrics
+from service.models import Reading, decode_batch, decode_reading
+from service.producer import Delivery, ProduceError
+from service.settings import Settings
+
+NDJSON = "application/x-ndjson"
+
+
+class Sender(Protocol):
+    """What the resources need from the producer (tests may pass the real one only)."""
+
+    def send(self, readings: list[Reading], received_ns: int) -> list[Delivery] | None: ...
+
+    def ready(self, timeout: float = 2.0) -> str | None: ...
+
+
+def _reply(resp: falcon.Response, status: int, body: Any) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = msgspec.json.encode(body)
+
+
+def _media_type(req: falcon.Request) -> str:
+    return (req.content_type or "").split(";", 1)[0].strip().lower()
+
+
+def read_body(req: falcon.Request, limit: int, accepted: tuple[str, ...]) -> bytes:
+    """The raw body, after the content-type and size checks (413 / 415)."""
+    if _media_type(req) not in accepted:
+        raise falcon.HTTPUnsupportedMediaType(
+            description=f"Content-Type must be {' or '.join(accepted)}, got {req.content_type or 'none'}"
+        )
+    if req.content_length is not None and req.content_length > limit:
+        raise falcon.HTTPContentTooLarge(description=f"body is larger than {limit} bytes")
+    body = req.bounded_stream.read(limit + 1)
+    if len(body) > limit:
+        raise falcon.HTTPContentTooLarge(description=f"body is larger than {limit} bytes")
+    return body
+
+
+def _send(sender: Sender, readings: list[Reading], received_ns: int) -> list[Delivery] | None:
+    try:
+        deliveries = sender.send(readings, received_ns)
+    except ProduceError:
+        metrics.READINGS.labels("failed").inc(len(readings))
+        raise
+    metrics.READINGS.labels("accepted").inc(len(readings))
+    return deliveries
+
+
+class SensorResource:
+    """One reading per request, answered once Kafka acknowledged it (or once queued)."""
+
+    def __init__(self, settings: Settings, sender: Sender) -> None:
+        self.settings = settings
+        self.sender = sender
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        received_ns = time.time_ns()
+        body = read_body(req, self.settings.max_body_bytes, (falcon.MEDIA_JSON,))
+        try:
+            reading = decode_reading(body)
+        except (ValueError, msgspec.DecodeError):
+            metrics.READINGS.labels("rejected").inc()
+            raise
+        deliveries = _send(self.sender, [reading], received_ns)
+        if deliveries is None:
+            _reply(resp, 202, {"status": "queued"})
+        else:
+            _reply(resp, 202, {"status": "accepted", "partition": deliveries[0].partition, "offset": deliveries[0].offset})
+
+
+class BatchResource:
+    """A JSON array or NDJSON of readings, validated whole before anything is produced."""
+
+    def __init__(self, settings: Settings, sender: Sender) -> None:
+        self.settings = settings
+        self.sender = sender
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        received_ns = time.time_ns()
+        body = read_body(req, self.settings.max_body_bytes, (falcon.MEDIA_JSON, NDJSON))
+        try:
+            readings = decode_batch(body, ndjson=_media_type(req) == NDJSON)
+        except (ValueError, msgspec.DecodeError):
+            metrics.READINGS.labels("rejected").inc()
+            raise
+        if not readings:
+            raise falcon.HTTPUnprocessableEntity(description="the batch is empty")
+        if len(readings) > self.settings.max_batch:
+            raise falcon.HTTPContentTooLarge(
+                description=f"the batch has {len(readings)} readings; at most {self.settings.max_batch} are allowed"
+            )
+        _send(self.sender, readings, received_ns)
+        _reply(resp, 202, {"accepted": len(readings)})
+
+
+class HealthResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _reply(resp, 200, {"status": "ok"})
+
+
+class ReadyResource:
+    """200 when Kafka answers and the topic exists; 503 otherwise."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        problem = self.sender.ready()
+        if problem:
+            _reply(resp, 503, {"status": "unavailable", "error": problem})
+            resp.set_header("Retry-After", "1")
+        else:
+            _reply(resp, 200, {"status": "ready"})
+
+
+class MetricsResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data, resp.content_type = metrics.render()
+
+
+class OpenApiResource:
+    def __init__(self, document: bytes) -> None:
+        self.document = document
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self.document

@@ -43,6 +43,14 @@ QUEUE_DEPTH = Gauge(
     multiprocess_mode="livesum",
 )
 
+# NOTE: not in DESIGN.md's list; one series per live worker (pid label) so a single scrape
+# shows how requests spread over gunicorn workers.
+WORKER_REQUESTS = Gauge(
+    "sensor_api_worker_requests_served",
+    "Requests served by each live worker process",
+    multiprocess_mode="liveall",
+)
+
 
 def render() -> tuple[bytes, str]:
     """Prometheus text for this process, or for every worker in multiprocess mode."""

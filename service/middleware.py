@@ -22,6 +22,7 @@ class MetricsMiddleware:
         route = req.uri_template or "unmatched"
         metrics.REQUESTS.labels(route, req.method, str(resp.status_code)).inc()
         metrics.REQUEST_DURATION.labels(route).observe(time.perf_counter() - req.context.started)
+        metrics.WORKER_REQUESTS.inc()
 
 
 class ApiKeyMiddleware:

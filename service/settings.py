@@ -40,6 +40,17 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def rdkafka_overrides(env: Mapping[str, str]) -> dict[str, str]:
     """RDKAFKA_SECURITY_PROTOCOL=SASL_SSL -> {"security.protocol": "SASL_SSL"}."""
     return {
@@ -72,6 +83,10 @@ class Settings:
     sqlite_path: str = "data/readings.db"
     database_url: str = ""
     consumer_metrics_port: int = 9108
+    consumer_metrics_dir: str = ""
+    consumer_batch_size: int = 5000
+    consumer_batch_wait_ms: int = 20
+    consumer_echo: bool = False
     rdkafka: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -105,6 +120,10 @@ class Settings:
             sqlite_path=env.get("SQLITE_PATH", "").strip() or d.sqlite_path,
             database_url=env.get("DATABASE_URL", "").strip(),
             consumer_metrics_port=_int(env, "CONSUMER_METRICS_PORT", d.consumer_metrics_port, 1),
+            consumer_metrics_dir=env.get("CONSUMER_METRICS_DIR", "").strip(),
+            consumer_batch_size=_int(env, "CONSUMER_BATCH_SIZE", d.consumer_batch_size, 1),
+            consumer_batch_wait_ms=_int(env, "CONSUMER_BATCH_WAIT_MS", d.consumer_batch_wait_ms, 0),
+            consumer_echo=_bool(env, "CONSUMER_ECHO", d.consumer_echo),
             rdkafka=rdkafka_overrides(env),
         )
 

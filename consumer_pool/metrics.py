@@ -1,0 +1,87 @@
+"""The pool's metrics (names fixed by DESIGN.md), shared by every process of the pool.
+
+NOTE: prometheus-client chooses multiprocess mode when first imported, so the supervisor
+sets PROMETHEUS_MULTIPROC_DIR (the pool's own folder) before anything imports this module;
+spawned workers inherit it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+
+E2E_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+WRITE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 2500, 5000, 10000)
+
+READINGS = Counter(
+    "sensor_consumer_readings_total",
+    "Records handled by the pool, by outcome",
+    ["result"],
+)
+E2E_LATENCY = Histogram(
+    "sensor_pipeline_e2e_latency_seconds",
+    "API receipt (ingested_at_ns) -> stored in the sink",
+    buckets=E2E_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "sensor_consumer_batch_size", "Records per consumed batch", buckets=BATCH_BUCKETS
+)
+SINK_WRITE = Histogram(
+    "sensor_sink_write_duration_seconds",
+    "One batch write (flush) to the sink",
+    ["sink"],
+    buckets=WRITE_BUCKETS,
+)
+# NOTE: a partition belongs to one live worker at a time; the previous owner sets it to 0
+# on revoke, so the max over live workers is the current lag.
+LAG = Gauge(
+    "sensor_consumer_lag",
+    "High watermark - position, per partition",
+    ["partition"],
+    multiprocess_mode="livemax",
+)
+WORKERS_ALIVE = Gauge(
+    "sensor_consumer_workers_alive",
+    "Worker processes running",
+    multiprocess_mode="livemax",
+)
+RESTARTS = Counter(
+    "sensor_consumer_worker_restarts_total",
+    "Workers restarted after an unexpected exit",
+)
+SINK_ERRORS = Counter(
+    "sensor_consumer_sink_errors_total", "Failed sink writes (retried)", ["sink"]
+)
+ALERTS = Counter("sensor_consumer_alerts_total", "Threshold alerts produced", ["rule"])
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve /metrics for the whole pool: every scrape reads all processes' files."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=addr, registry=registry)
+
+
+def mark_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges from the aggregate."""
+    multiprocess.mark_process_dead(pid)

@@ -1,0 +1,165 @@
+"""PostgreSQL (TimescaleDB when present): COPY into a staging table, then one statement
+that inserts new rows (ON CONFLICT DO NOTHING) and folds exactly those rows into the
+one-minute aggregates, all in one transaction, so replays change nothing."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+
+from consumer_pool.errors import BootError, SinkError
+from consumer_pool.sinks.base import Sink
+from service.models import Reading
+
+log = logging.getLogger(__name__)
+
+COLUMNS = "sensor_id, type, ts, value, unit, location, ingested_at_ns, stored_at_ns"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    sensor_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    unit TEXT,
+    location TEXT,
+    ingested_at_ns BIGINT NOT NULL,
+    stored_at_ns BIGINT NOT NULL,
+    PRIMARY KEY (sensor_id, type, ts)
+);
+CREATE TABLE IF NOT EXISTS readings_1m (
+    sensor_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    minute TIMESTAMPTZ NOT NULL,
+    count BIGINT NOT NULL,
+    min DOUBLE PRECISION NOT NULL,
+    max DOUBLE PRECISION NOT NULL,
+    sum DOUBLE PRECISION NOT NULL,
+    avg DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (sensor_id, type, minute)
+);
+"""
+
+STAGE = "CREATE TEMP TABLE IF NOT EXISTS readings_stage (LIKE readings) ON COMMIT DELETE ROWS"
+
+UPSERT = f"""
+WITH new AS (
+    INSERT INTO readings ({COLUMNS})
+    SELECT {COLUMNS} FROM readings_stage
+    ON CONFLICT (sensor_id, type, ts) DO NOTHING
+    RETURNING sensor_id, type, ts, value
+), folded AS (
+    INSERT INTO readings_1m AS a (sensor_id, type, minute, count, min, max, sum, avg)
+    SELECT sensor_id, type, date_trunc('minute', ts), count(*), min(value), max(value), sum(value), avg(value)
+    FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (sensor_id, type, minute) DO UPDATE SET
+        count = a.count + excluded.count,
+        min = least(a.min, excluded.min),
+        max = greatest(a.max, excluded.max),
+        sum = a.sum + excluded.sum,
+        avg = (a.sum + excluded.sum) / (a.count + excluded.count)
+    RETURNING 1
+)
+SELECT count(*) FROM new
+"""
+
+Row = tuple[object, ...]
+
+
+class PostgresSink(Sink):
+    """psycopg 3; reconnects after a lost connection (the batch is retried by the worker)."""
+
+    name = "postgres"
+
+    def __init__(self, url: str, connect_timeout: int = 5) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg.Connection | None = None
+        self._rows: list[Row] = []
+
+    def setup(self) -> None:
+        try:
+            conn = self._connect()
+            with conn.transaction():
+                # NOTE: workers boot together; serialise the DDL instead of racing on it.
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('sensor_pipeline.schema'))"
+                )
+                conn.execute(SCHEMA)
+                self._hypertable(conn)
+        except psycopg.Error as e:
+            raise BootError(
+                f"PostgreSQL at {self._safe_url()} is not usable: {e}"
+            ) from e
+        self._conn = conn
+
+    def _connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(
+            self.url,
+            connect_timeout=self.connect_timeout,
+            autocommit=True,
+            options="-c TimeZone=UTC",
+        )
+        conn.execute(STAGE)
+        return conn
+
+    @staticmethod
+    def _hypertable(conn: psycopg.Connection) -> None:
+        """Turn `readings` into a TimescaleDB hypertable when the extension is installed."""
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+        if not available:
+            return
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        conn.execute(
+            "SELECT create_hypertable('readings', 'ts', if_not_exists => TRUE, migrate_data => TRUE)"
+        )
+        log.info("readings is a TimescaleDB hypertable")
+
+    def _safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        params = psycopg.conninfo.conninfo_to_dict(self.url)
+        params.pop("password", None)
+        return psycopg.conninfo.make_conninfo(**params)
+
+    def add(self, reading: Reading, ingested_at_ns: int) -> None:
+        self._rows.append(
+            (
+                reading.sensor_id,
+                reading.type,
+                reading.timestamp,
+                reading.value,
+                reading.unit,
+                reading.location,
+                ingested_at_ns,
+            )
+        )
+
+    def flush(self) -> int:
+        if not self._rows:
+            return 0
+        stored_at = time.time_ns()
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = self._connect()
+            conn = self._conn
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY readings_stage ({COLUMNS}) FROM STDIN") as copy:
+                    for row in self._rows:
+                        copy.write_row((*row, stored_at))
+                cur.execute(UPSERT)
+                (inserted,) = cur.fetchone()  # type: ignore[misc]
+            return int(inserted)
+        except psycopg.Error as e:
+            raise SinkError(f"PostgreSQL write failed: {e}") from e
+        finally:
+            self._rows = []
+
+    def close(self) -> None:
+        self._rows = []
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

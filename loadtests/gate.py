@@ -1,0 +1,303 @@
+"""`make loadtest-ci` / `python -m loadtests.gate`: the seed's acceptance criteria, enforced.
+
+Starts its own API and pool on the running Kafka (fresh topic, group and SQLite file), warms
+the pipeline up, runs Locust headless at a fixed offered load, then checks one run's numbers:
+throughput, failures, loss counted three ways (2xx seen by Locust = records in Kafka = rows
+stored), e2e latency from the pool's histogram (diffed over the run) and consumer catch-up.
+Prints one table; exits 1 naming the failed criteria, 2 when the pipeline could not be run.
+Locust's HTML report and CSV stay in reports/gate-<run_id>/ (git-ignored).
+
+Every threshold and load parameter is a flag with a GATE_* environment default, e.g.
+GATE_MAX_P99_MS=50 make loadtest-ci.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import requests
+
+from loadtests.counting import Store, count_in_kafka, end_offsets
+from loadtests.criteria import Measurements, Thresholds, evaluate, render
+from loadtests.histogram import Histogram, scrape_histogram
+from loadtests.readings import Fleet, new_run_id, to_json
+from loadtests.stack import ROOT, Endpoints, StackError, own_stack
+
+E2E = "sensor_pipeline_e2e_latency_seconds"
+EXIT_FAILED, EXIT_ERROR = 1, 2
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtests.gate", description=__doc__.split("\n\n")[0]
+    )
+    d = Thresholds()
+    p.add_argument(
+        "--min-rps", type=float, default=float(_env("GATE_MIN_RPS", str(d.min_rps)))
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=int(_env("GATE_MAX_FAILURES", str(d.max_failures))),
+    )
+    p.add_argument(
+        "--max-p99-ms",
+        type=float,
+        default=float(_env("GATE_MAX_P99_MS", str(d.max_p99_ms))),
+    )
+    p.add_argument(
+        "--max-catchup-s",
+        type=float,
+        default=float(_env("GATE_MAX_CATCHUP_S", str(d.max_catchup_s))),
+    )
+    p.add_argument(
+        "--offered-rps",
+        type=float,
+        default=float(_env("GATE_OFFERED_RPS", "200")),
+        help="users x per-user rate",
+    )
+    p.add_argument("--users", type=int, default=int(_env("GATE_USERS", "40")))
+    p.add_argument(
+        "--run-time",
+        type=float,
+        default=float(_env("GATE_RUN_TIME", "25")),
+        help="seconds of load",
+    )
+    p.add_argument(
+        "--user-classes",
+        default=_env("GATE_USER_CLASSES", "SensorUser BatchUser MixedUser"),
+    )
+    p.add_argument(
+        "--kafka-broker",
+        default=_env("GATE_KAFKA_BROKER", _env("TEST_KAFKA_BROKER", "127.0.0.1:9092")),
+    )
+    p.add_argument(
+        "--warmup-timeout", type=float, default=float(_env("GATE_WARMUP_TIMEOUT", "30"))
+    )
+    p.add_argument("--reports", type=Path, default=ROOT / "reports")
+    p.add_argument(
+        "--without-pool",
+        action="store_true",
+        help="self-check: start the API but no consumer pool; the gate must then fail on loss",
+    )
+    external = p.add_argument_group(
+        "external stack (skip starting one; e.g. the one `make up` runs)"
+    )
+    external.add_argument("--api-url")
+    external.add_argument("--pool-metrics-url")
+    external.add_argument("--topic")
+    external.add_argument("--sqlite-path")
+    external.add_argument("--database-url")
+    return p.parse_args(argv)
+
+
+def warm_up(
+    endpoints: Endpoints, store: Store, run_id: str, timeout: float
+) -> float | None:
+    """Readings over all partitions until they are stored: the pool is assigned and writing.
+
+    Returns how long that took, or None if they were not stored within `timeout` (the gate then
+    runs anyway and the loss criterion reports it). Uses a prefix the run's count ignores.
+    """
+    prefix = f"{run_id}w-"
+    fleets = [Fleet(prefix.rstrip("-"), size=6) for _ in range(5)]
+    t0 = time.monotonic()
+    with requests.Session() as http:
+        for fleet in fleets:
+            for reading in fleet.batch(6):
+                resp = http.post(
+                    f"{endpoints.api_url}/sensor",
+                    data=to_json(reading),
+                    headers={"Content-Type": "application/json"},
+                    timeout=10,
+                )
+                if resp.status_code != 202:
+                    raise StackError(
+                        f"warm-up reading refused: HTTP {resp.status_code} {resp.text[:200]}"
+                    )
+    while time.monotonic() - t0 < timeout:
+        if store.count(prefix).rows >= 30:
+            return time.monotonic() - t0
+        time.sleep(0.2)
+    return None
+
+
+def run_locust(
+    args: argparse.Namespace, endpoints: Endpoints, run_id: str, out: Path
+) -> dict[str, object]:
+    """Locust headless for a fixed time; returns the summary the locustfile writes at exit."""
+    summary_path = out / "summary.json"
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),
+        "--headless", "--only-summary", "-u", str(args.users), "-r", str(args.users),
+        "--run-time", f"{args.run_time:g}s", "--stop-timeout", "10", "--host", endpoints.api_url,
+        "--csv", str(out / "locust"), "--html", str(out / "locust.html"),
+        *args.user_classes.split(),
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "LOADTEST_RUN_ID": run_id,
+        "LOADTEST_USER_RATE": f"{args.offered_rps / args.users:g}",
+        "LOADTEST_SUMMARY": str(summary_path),
+    }
+    print("[gate] " + " ".join(cmd[2:]), flush=True)
+    # NOTE: --stop-timeout lets in-flight requests finish: a request cut off after the API
+    # acknowledged it would be in Kafka without Locust having seen its 2xx.
+    subprocess.run(cmd, cwd=ROOT, env=env, check=False, timeout=args.run_time + 120)
+    if not summary_path.exists():
+        raise StackError(
+            "Locust exited without writing its summary (see its output above)"
+        )
+    return json.loads(summary_path.read_text())
+
+
+def wait_for_store(
+    store: Store, prefix: str, expected: int, last_ok: float | None, patience: float
+) -> tuple[int, float | None]:
+    """Poll the store until every acknowledged reading is in; returns (rows, catch-up seconds).
+
+    Catch-up is the pool's own `stored_at_ns` of the last row minus Locust's last 2xx, so the
+    polling interval does not count; None when the rows never all arrived within `patience`.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        counted = store.count(prefix)
+        if counted.rows >= expected > 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if (
+        counted.rows < expected
+        or expected == 0
+        or last_ok is None
+        or counted.last_stored_ns is None
+    ):
+        return counted.rows, None
+    return counted.rows, max(0.0, counted.last_stored_ns / 1e9 - last_ok)
+
+
+def _ms(h: Histogram | None, q: float) -> float | None:
+    return None if h is None else h.quantile(q) * 1000
+
+
+def gate(args: argparse.Namespace) -> int:
+    run_id = new_run_id()
+    out = args.reports / f"gate-{run_id}"
+    out.mkdir(parents=True, exist_ok=True)
+    thresholds = Thresholds(
+        args.min_rps, args.max_failures, args.max_p99_ms, args.max_catchup_s
+    )
+    print(
+        f"[gate] run {run_id}: {args.offered_rps:g} req/s offered by {args.users} users for {args.run_time:g} s; reports in {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}",
+        flush=True,
+    )
+    if args.api_url:
+        if not (
+            args.topic
+            and args.pool_metrics_url
+            and (args.sqlite_path or args.database_url)
+        ):
+            print(
+                "[gate] --api-url needs --topic, --pool-metrics-url and --sqlite-path or --database-url",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        stack: AbstractContextManager[Endpoints] = nullcontext(
+            Endpoints(
+                args.api_url,
+                args.pool_metrics_url,
+                args.kafka_broker,
+                args.topic,
+                args.sqlite_path,
+                args.database_url,
+            )
+        )
+    else:
+        stack = own_stack(
+            run_id, out / "stack", args.kafka_broker, with_pool=not args.without_pool
+        )
+
+    t_start = time.monotonic()
+    with stack as endpoints:
+        print(
+            f"[gate] pipeline: API {endpoints.api_url}, pool metrics {endpoints.pool_metrics_url}, topic {endpoints.topic} ({time.monotonic() - t_start:.1f} s)",
+            flush=True,
+        )
+        store = Store(endpoints.sqlite_path, endpoints.database_url)
+        took = warm_up(endpoints, store, run_id, args.warmup_timeout)
+        warm = (
+            f"stored after {took:.1f} s"
+            if took is not None
+            else f"NOT stored in {args.warmup_timeout:g} s"
+        )
+        print(f"[gate] warm-up: {warm}", flush=True)
+        since = end_offsets(endpoints.kafka_broker, endpoints.topic)
+        before = scrape_histogram(endpoints.pool_metrics_url, E2E)
+        summary = run_locust(args, endpoints, run_id, out)
+        prefix = f"{run_id}-"
+        acked = int(summary["acked_readings"])  # type: ignore[arg-type]
+        last_ok = summary.get("last_ok_time")
+        patience = args.max_catchup_s + 5.0  # past the limit, to report how late it was
+        stored, catchup = wait_for_store(store, prefix, acked, last_ok, patience)  # type: ignore[arg-type]
+        in_kafka = count_in_kafka(
+            endpoints.kafka_broker, endpoints.topic, since, prefix
+        )
+        after = scrape_histogram(endpoints.pool_metrics_url, E2E)
+    window = after - before if after is not None and before is not None else after
+    m = Measurements(
+        offered_rps=args.offered_rps,
+        achieved_rps=float(summary["rps"]),  # type: ignore[arg-type]
+        requests=int(summary["requests"]),  # type: ignore[arg-type]
+        failures=int(summary["failures"]),  # type: ignore[arg-type]
+        acked=acked,
+        in_kafka=in_kafka,
+        stored=stored,
+        e2e_count=None if window is None else window.count,
+        e2e_p50_ms=_ms(window, 0.50),
+        e2e_p95_ms=_ms(window, 0.95),
+        e2e_p99_ms=_ms(window, 0.99),
+        catchup_s=catchup,
+    )
+    verdicts = evaluate(m, thresholds)
+    table = render(verdicts)
+    (out / "gate.txt").write_text(table + "\n")
+    (out / "measurements.json").write_text(json.dumps(m.__dict__, indent=2))
+    print(
+        f"\n[gate] acceptance criteria (seed section 8), run {run_id}, {time.monotonic() - t_start:.0f} s in all\n{table}",
+        flush=True,
+    )
+    for reason, n in dict(summary.get("errors") or {}).items():  # type: ignore[call-overload]
+        print(f"[gate] Locust error x{n}: {reason}")
+    return 0 if all(v.ok for v in verdicts) else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # NOTE: SIGTERM (CI cancelling, a test's clean-up) must unwind through the `finally`
+    # blocks that stop the API and the pool, which live in their own sessions.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        return gate(args)
+    except (StackError, TimeoutError, subprocess.TimeoutExpired) as e:
+        print(
+            f"\n[gate] GATE ERROR: the pipeline could not be measured: {e}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

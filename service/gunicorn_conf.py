@@ -13,7 +13,7 @@ os.environ.setdefault(
     os.path.join(tempfile.gettempdir(), f"sensor-api-metrics-{os.environ.get('API_PORT', '5000')}"),
 )
 
-from service.settings import Settings  # noqa: E402
+from service.settings import Settings
 
 _settings = Settings.from_env()
 
@@ -32,14 +32,14 @@ proc_name = "sensor-api"
 control_socket_disable = True
 
 
-def on_starting(server) -> None:  # noqa: ANN001
+def on_starting(server) -> None:
     """Start every run with an empty multiprocess metrics folder."""
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
 
 
-def worker_exit(server, worker) -> None:  # noqa: ANN001
+def worker_exit(server, worker) -> None:
     """In-flight requests are answered by now: flush what is still queued for Kafka."""
     wsgi = sys.modules.get("service.wsgi")
     if wsgi is None:  # the worker failed before the app was built
@@ -48,7 +48,7 @@ def worker_exit(server, worker) -> None:  # noqa: ANN001
     server.log.info("worker %s flushed its producer (%d undelivered)", worker.pid, left)
 
 
-def child_exit(server, worker) -> None:  # noqa: ANN001
+def child_exit(server, worker) -> None:
     """Drop the dead worker's live gauges from the aggregated metrics."""
     from prometheus_client import multiprocess
 

@@ -17,14 +17,12 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client import multiprocess
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
 
-REQUESTS = Counter(
-    "sensor_api_requests_total", "HTTP requests answered", ["route", "method", "status"]
-)
+REQUESTS = Counter("sensor_api_requests_total", "HTTP requests answered", ["route", "method", "status"])
 REQUEST_DURATION = Histogram(
     "sensor_api_request_duration_seconds", "HTTP request duration", ["route"], buckets=LATENCY_BUCKETS
 )
@@ -34,9 +32,7 @@ DELIVERY_DURATION = Histogram(
     "produce() to delivery report",
     buckets=LATENCY_BUCKETS,
 )
-DELIVERY_ERRORS = Counter(
-    "sensor_kafka_delivery_errors_total", "Failed Kafka deliveries", ["reason"]
-)
+DELIVERY_ERRORS = Counter("sensor_kafka_delivery_errors_total", "Failed Kafka deliveries", ["reason"])
 QUEUE_DEPTH = Gauge(
     "sensor_kafka_queue_depth",
     "Messages in the producers' local queues",

@@ -10,7 +10,10 @@ from service.models import Reading
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def build_document() -> bytes:
@@ -74,7 +77,9 @@ def build_document() -> bytes:
                     "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}},
                 }
             },
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
+            },
         },
     }
     return msgspec.json.encode(doc)

@@ -47,27 +47,37 @@ class Delivery:
 
 
 class _Waiter:
-    """Collects the delivery reports of one request."""
+    """Collects the delivery reports of one request.
 
-    __slots__ = ("pending", "results", "error", "done", "lock", "started")
+    PERF: one bound method serves as the callback of every reading of the request, and the
+    delivery histogram is observed once per request (produce of the first reading -> last
+    report), so a 1,000-reading batch costs no closures and one metric update.
+    """
+
+    __slots__ = ("done", "error", "first", "lock", "pending", "started")
 
     def __init__(self, count: int) -> None:
         self.pending = count
-        self.results: list[Delivery | None] = [None] * count
+        self.first: Delivery | None = None
         self.error: KafkaError | None = None
         self.done = threading.Event()
         self.lock = threading.Lock()
         self.started = time.perf_counter()
 
-    def report(self, index: int, err: KafkaError | None, msg: Message) -> None:
+    def report(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            metrics.DELIVERY_ERRORS.labels(err.name().lower()).inc()
+            log.warning("delivery failed for key=%s: %s", msg.key(), err.str())
         with self.lock:
             if err is not None:
                 self.error = self.error or err
-            else:
-                self.results[index] = Delivery(msg.partition(), msg.offset())
+            elif self.first is None:
+                self.first = Delivery(msg.partition(), msg.offset())
             self.pending -= 1
-            if self.pending == 0:
-                self.done.set()
+            finished = self.pending == 0
+        if finished:
+            metrics.DELIVERY_DURATION.observe(time.perf_counter() - self.started)
+            self.done.set()
 
 
 def producer_config(settings: Settings) -> dict[str, object]:
@@ -98,20 +108,21 @@ class ReadingProducer:
             self._producer.poll(0.05)
             metrics.QUEUE_DEPTH.set(len(self._producer))
 
-    def send(self, readings: Sequence[Reading], received_ns: int) -> list[Delivery] | None:
+    def send(self, readings: Sequence[Reading], received_ns: int) -> Delivery | None:
         """Produce `readings`; in delivered mode wait for every acknowledgement.
 
-        Returns the deliveries (delivered mode) or None (enqueued mode); raises ProduceError.
+        Returns where the first reading landed (delivered mode) or None (enqueued mode);
+        raises ProduceError.
         """
         wait = self.settings.ack_mode == "delivered"
         waiter = _Waiter(len(readings))
         headers = [("ingested_at_ns", str(received_ns).encode()), ("content-type", b"application/json")]
         timestamp_ms = received_ns // 1_000_000
-        for index, reading in enumerate(readings):
-            callback = self._callback(waiter, index)
+        produce, topic, callback = self._producer.produce, self.settings.topic_name, waiter.report
+        for reading in readings:
             try:
-                self._producer.produce(
-                    self.settings.topic_name,
+                produce(
+                    topic,
                     value=encode(reading),
                     key=reading.sensor_id.encode(),
                     timestamp=timestamp_ms,
@@ -128,24 +139,13 @@ class ReadingProducer:
             raise DeliveryTimeout(f"Kafka did not acknowledge within {self.settings.ack_timeout_ms} ms")
         if waiter.error is not None:
             raise DeliveryFailed(f"Kafka delivery failed: {waiter.error.str()}")
-        return waiter.results  # type: ignore[return-value]
-
-    @staticmethod
-    def _callback(waiter: _Waiter, index: int):  # noqa: ANN205 - librdkafka callback
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            metrics.DELIVERY_DURATION.observe(time.perf_counter() - waiter.started)
-            if err is not None:
-                metrics.DELIVERY_ERRORS.labels(err.name().lower()).inc()
-                log.warning("delivery failed for key=%s: %s", msg.key(), err.str())
-            waiter.report(index, err, msg)
-
-        return on_delivery
+        return waiter.first
 
     def ready(self, timeout: float = 2.0) -> str | None:
         """None when Kafka answers and the topic exists, else the reason."""
         try:
             meta = self._producer.list_topics(self.settings.topic_name, timeout=timeout)
-        except Exception as e:  # noqa: BLE001 - any client error means "not ready"
+        except Exception as e:
             return f"Kafka unreachable: {e}"
         topic = meta.topics.get(self.settings.topic_name)
         if topic is None or topic.error is not None:

@@ -19,7 +19,7 @@ NDJSON = "application/x-ndjson"
 class Sender(Protocol):
     """What the resources need from the producer (tests may pass the real one only)."""
 
-    def send(self, readings: list[Reading], received_ns: int) -> list[Delivery] | None: ...
+    def send(self, readings: list[Reading], received_ns: int) -> Delivery | None: ...
 
     def ready(self, timeout: float = 2.0) -> str | None: ...
 
@@ -48,14 +48,14 @@ def read_body(req: falcon.Request, limit: int, accepted: tuple[str, ...]) -> byt
     return body
 
 
-def _send(sender: Sender, readings: list[Reading], received_ns: int) -> list[Delivery] | None:
+def _send(sender: Sender, readings: list[Reading], received_ns: int) -> Delivery | None:
     try:
-        deliveries = sender.send(readings, received_ns)
+        delivery = sender.send(readings, received_ns)
     except ProduceError:
         metrics.READINGS.labels("failed").inc(len(readings))
         raise
     metrics.READINGS.labels("accepted").inc(len(readings))
-    return deliveries
+    return delivery
 
 
 class SensorResource:
@@ -73,11 +73,11 @@ class SensorResource:
         except (ValueError, msgspec.DecodeError):
             metrics.READINGS.labels("rejected").inc()
             raise
-        deliveries = _send(self.sender, [reading], received_ns)
-        if deliveries is None:
+        delivery = _send(self.sender, [reading], received_ns)
+        if delivery is None:
             _reply(resp, 202, {"status": "queued"})
         else:
-            _reply(resp, 202, {"status": "accepted", "partition": deliveries[0].partition, "offset": deliveries[0].offset})
+            _reply(resp, 202, {"status": "accepted", "partition": delivery.partition, "offset": delivery.offset})
 
 
 class BatchResource:

@@ -15,7 +15,7 @@ log = logging.getLogger("service")
 settings = Settings.from_env()
 try:
     ensure_topics(settings)
-except Exception as e:  # noqa: BLE001 - /readyz reports it until Kafka is back
+except Exception as e:
     log.warning("could not ensure topics on %s: %s", settings.kafka_broker, e)
 producer = ReadingProducer(settings)
 app = create_app(settings, producer)

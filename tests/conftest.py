@@ -48,7 +48,7 @@ def topic(kafka_broker: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def pipeline_env(kafka_broker: str, topic: str, tmp_path) -> dict[str, str]:  # noqa: ANN001
+def pipeline_env(kafka_broker: str, topic: str, tmp_path) -> dict[str, str]:
     """Environment for an API / pool process bound to this test's topic and ports."""
     return {
         "KAFKA_BROKER": kafka_broker,
@@ -70,7 +70,7 @@ ApiFactory = Callable[..., tuple[str, Proc]]
 
 
 @pytest.fixture
-def start_api(pipeline_env: dict[str, str], tmp_path) -> Iterator[ApiFactory]:  # noqa: ANN001
+def start_api(pipeline_env: dict[str, str], tmp_path) -> Iterator[ApiFactory]:
     """Start `python -m service` (real gunicorn) with extra env; returns (base_url, proc)."""
     with ExitStack() as stack:
 

@@ -41,7 +41,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
     """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -50,7 +50,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
             result = predicate()
             if result:
                 return result
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last one
+        except Exception as e:
             last_error = e
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")

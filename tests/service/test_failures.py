@@ -26,7 +26,7 @@ class Broker:
 
 
 @pytest.fixture
-def private_broker(tmp_path) -> Iterator[Broker]:  # noqa: ANN001
+def private_broker(tmp_path) -> Iterator[Broker]:
     """A second real broker of our own, so this test can stop it without disturbing others."""
     env = {
         **os.environ,
@@ -47,7 +47,12 @@ def private_broker(tmp_path) -> Iterator[Broker]:  # noqa: ANN001
 
 
 def reading(i: int, run_id: str) -> dict[str, object]:
-    return {**SEED_READING, "sensor_id": f"{run_id}-{i % 13}", "value": float(i), "timestamp": f"2025-11-17T14:20:00.{i:06d}Z"}
+    return {
+        **SEED_READING,
+        "sensor_id": f"{run_id}-{i % 13}",
+        "value": float(i),
+        "timestamp": f"2025-11-17T14:20:00.{i:06d}Z",
+    }
 
 
 def identity(record: dict[str, object]) -> tuple[object, object]:

@@ -41,8 +41,20 @@ def topic_size(broker: str, topic: str) -> int:
         (b'{"sensor_id": "s1", ', "application/json", 400, "malformed JSON", None),
         (b"", "application/json", 400, "malformed JSON", None),
         (json.dumps({**SEED_READING, "colour": "red"}), "application/json", 422, "unknown field `colour`", "$.colour"),
-        (json.dumps({k: v for k, v in SEED_READING.items() if k != "type"}), "application/json", 422, "missing required field `type`", "$.type"),
-        (json.dumps({**SEED_READING, "timestamp": "2025-11-17 14:20"}), "application/json", 422, "datetime", "$.timestamp"),
+        (
+            json.dumps({k: v for k, v in SEED_READING.items() if k != "type"}),
+            "application/json",
+            422,
+            "missing required field `type`",
+            "$.type",
+        ),
+        (
+            json.dumps({**SEED_READING, "timestamp": "2025-11-17 14:20"}),
+            "application/json",
+            422,
+            "datetime",
+            "$.timestamp",
+        ),
         (json.dumps({**SEED_READING, "value": "hot"}), "application/json", 422, "Expected `float`", "$.value"),
         (json.dumps([SEED_READING]), "application/json", 422, "Expected `object`, got `array`", "$"),
         (json.dumps(SEED_READING), "text/plain", 415, "Content-Type must be application/json", None),
@@ -124,7 +136,9 @@ def test_batches_are_all_or_nothing(api: str, kafka_broker: str, topic: str) -> 
     }
 
 
-def test_enqueued_mode_answers_queued_and_the_reading_arrives(start_api: ApiFactory, kafka_broker: str, topic: str) -> None:
+def test_enqueued_mode_answers_queued_and_the_reading_arrives(
+    start_api: ApiFactory, kafka_broker: str, topic: str
+) -> None:
     base, _ = start_api(ACK_MODE="enqueued")
 
     resp = post(f"{base}/sensor", json.dumps(SEED_READING))

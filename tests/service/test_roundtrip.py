@@ -23,7 +23,12 @@ def test_seed_reading_is_acknowledged_and_stored_in_kafka(api: str, kafka_broker
 
 def test_every_posted_reading_is_consumed_with_the_same_content(api: str, kafka_broker: str, topic: str) -> None:
     sent = [
-        {**SEED_READING, "sensor_id": f"sensor{i % 7:02d}", "value": round(20 + i * 0.1, 2), "timestamp": f"2025-11-17T14:{i // 60:02d}:{i % 60:02d}Z"}
+        {
+            **SEED_READING,
+            "sensor_id": f"sensor{i % 7:02d}",
+            "value": round(20 + i * 0.1, 2),
+            "timestamp": f"2025-11-17T14:{i // 60:02d}:{i % 60:02d}Z",
+        }
         for i in range(120)
     ]
     with requests.Session() as session:

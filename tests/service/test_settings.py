@@ -22,8 +22,14 @@ def test_values_come_from_the_environment() -> None:
 
 
 def test_rdkafka_variables_become_librdkafka_settings() -> None:
-    s = Settings.from_env({"RDKAFKA_SECURITY_PROTOCOL": "SASL_SSL", "RDKAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_BROKER": "b:9093"})
-    assert s.kafka_common() == {"bootstrap.servers": "b:9093", "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    s = Settings.from_env(
+        {"RDKAFKA_SECURITY_PROTOCOL": "SASL_SSL", "RDKAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_BROKER": "b:9093"}
+    )
+    assert s.kafka_common() == {
+        "bootstrap.servers": "b:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "PLAIN",
+    }
 
 
 @pytest.mark.parametrize(

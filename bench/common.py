@@ -1,0 +1,101 @@
+"""Shared bits of the benchmarks: the machine line, running wrk, writing BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {system}, Python {platform.python_version()}"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+_RESULT = re.compile(r"RESULT (.*)")
+
+_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d duration_us=%d status=%d sockerr=%d p50_us=%d p99_us=%d\\n",
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wrk(url: str, lua: str, seconds: int, connections: int, threads: int = 1, rate: int | None = None) -> WrkResult:
+    """Run wrk with a Lua request script; `rate` is unsupported by wrk 4 (closed loop)."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("wrk is needed for the HTTP benchmarks: apt-get install wrk")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua + _DONE)
+        script = f.name
+    try:
+        out = subprocess.run(
+            [exe, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    match = _RESULT.search(out)
+    if not match:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    fields = dict(kv.split("=") for kv in match.group(1).split())
+    return WrkResult(
+        requests=int(fields["requests"]),
+        seconds=int(fields["duration_us"]) / 1e6,
+        non_2xx=int(fields["status"]),
+        socket_errors=int(fields["sockerr"]),
+        p50_ms=int(fields["p50_us"]) / 1000,
+        p99_ms=int(fields["p99_us"]) / 1000,
+    )
+
+
+def write_section(heading: str, body: str) -> None:
+    """Replace the body of `## heading` in BENCHMARKS.md (up to the next `## `)."""
+    text = BENCHMARKS.read_text()
+    marker = f"## {heading}\n"
+    start = text.index(marker) + len(marker)
+    end = text.find("\n## ", start)
+    rest = "" if end == -1 else text[end + 1 :]
+    BENCHMARKS.write_text(text[:start] + "\n" + body.strip() + "\n" + ("\n" + rest if rest else ""))

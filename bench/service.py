@@ -1,0 +1,158 @@
+"""`python -m bench.service`: HTTP ingest throughput and latency, against a baseline.
+
+Runs wrk (closed loop) against the real API in delivered mode (single readings and
+1,000-reading batches), the real API in enqueued mode, and the bare Falcon app of
+bench/bare_app.py (decode, no Kafka), all with the same gunicorn settings, in one run.
+Results replace the "Service" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+
+from bench.common import ROOT, WrkResult, machine, now, write_section, wrk
+
+SINGLE_LUA = """
+local n = 0
+local types = {"temperature", "humidity", "pressure", "co2"}
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{"sensor_id":"bench-%d","timestamp":"2025-11-17T14:20:%02d.%06dZ","type":"%s","value":%d.25,"unit":"C","location":"lab"}',
+    n % 5000, n % 60, n % 1000000, types[n % 4 + 1], n % 100)
+  return wrk.format("POST", "/sensor", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+BATCH_LUA = """
+local parts = {}
+for i = 1, %(size)d do
+  parts[i] = string.format(
+    '{"sensor_id":"bench-%%d","timestamp":"2025-11-17T14:20:00.%%06dZ","type":"temperature","value":%%d.5,"unit":"C"}',
+    i %% 500, i, i %% 90)
+end
+local body = "[" .. table.concat(parts, ",") .. "]"
+request = function()
+  return wrk.format("POST", "/sensor/batch", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+@contextmanager
+def serve(app: str, port: int, env: dict[str, str]) -> Iterator[str]:
+    """Run `app` under the project's gunicorn settings; yields the base URL."""
+    full_env = {
+        **os.environ,
+        **env,
+        "API_PORT": str(port),
+        "API_HOST": "127.0.0.1",
+        "PROMETHEUS_MULTIPROC_DIR": f"/tmp/bench-metrics-{port}",
+    }
+    log = open(ROOT / ".run" / "logs" / f"bench-{port}.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", app],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{app} did not become ready; see .run/logs/bench-{port}.log")
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        log.close()
+
+
+def row(name: str, r: WrkResult, per_request: int, target: str) -> str:
+    readings = r.rps * per_request
+    errors = r.non_2xx + r.socket_errors
+    return f"| {name} | {r.rps:,.0f} | {readings:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {errors} | {target} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+
+    broker = os.environ.get("BENCH_KAFKA_BROKER", "127.0.0.1:9092")
+    topic = f"bench-service-{uuid.uuid4().hex[:8]}"
+    env = {"KAFKA_BROKER": broker, "TOPIC_NAME": topic, "DLQ_TOPIC": f"{topic}.dlq", "ALERTS_TOPIC": f"{topic}.alerts"}
+    batch_lua = BATCH_LUA % {"size": args.batch_size}
+    results: list[str] = []
+
+    def run(name: str, base: str, lua: str, path: str, per_request: int, target: str) -> None:
+        print(f"[bench.service] {name}: {args.seconds}s, {args.connections} connections", flush=True)
+        r = wrk(base + path, lua, args.seconds, args.connections)
+        results.append(row(name, r, per_request, target))
+        print(results[-1], flush=True)
+
+    with serve("service.wsgi:app", 5071, env) as base:
+        run("API, delivered, single", base, SINGLE_LUA, "/sensor", 1, "3,000 req/s")
+        run(
+            f"API, delivered, batch of {args.batch_size}",
+            base,
+            batch_lua,
+            "/sensor/batch",
+            args.batch_size,
+            "100,000 readings/s",
+        )
+    with serve("service.wsgi:app", 5072, {**env, "ACK_MODE": "enqueued"}) as base:
+        run("API, enqueued, single", base, SINGLE_LUA, "/sensor", 1, "")
+        run(f"API, enqueued, batch of {args.batch_size}", base, batch_lua, "/sensor/batch", args.batch_size, "")
+    with serve("bench.bare_app:app", 5073, env) as base:
+        run("bare Falcon + msgspec, no Kafka, single", base, SINGLE_LUA, "/sensor", 1, "(baseline)")
+        run(
+            f"bare Falcon + msgspec, no Kafka, batch of {args.batch_size}",
+            base,
+            batch_lua,
+            "/sensor/batch",
+            args.batch_size,
+            "(baseline)",
+        )
+
+    flags = f"--seconds {args.seconds} --connections {args.connections} --batch-size {args.batch_size}"
+    command = f"make bench  (python -m bench.service {flags})"
+    table = "\n".join(
+        [
+            f"Measured {now()} on {machine()}; command: `{command}`; load generator wrk "
+            f"(1 thread, {args.connections} connections, closed loop) on the same machine; "
+            "API_WORKERS=2, API_THREADS=16; broker on the same machine.",
+            "",
+            "| scenario | requests/s | readings/s | p50 ms | p99 ms | errors | target |",
+            "|---|---:|---:|---:|---:|---:|---|",
+            *results,
+        ]
+    )
+    write_section("Service (HTTP API -> Kafka)", table + "\n\n" + ANALYSIS_PLACEHOLDER)
+    print(table)
+
+
+ANALYSIS_PLACEHOLDER = "<!-- analysis: see below -->"
+
+if __name__ == "__main__":
+    main()

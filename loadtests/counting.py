@@ -24,22 +24,13 @@ def end_offsets(broker: str, topic: str, timeout: float = 10.0) -> dict[int, int
         }
     )
     try:
-        partitions = (
-            consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        )
-        return {
-            p: consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=timeout
-            )[1]
-            for p in partitions
-        }
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in partitions}
     finally:
         consumer.close()
 
 
-def count_in_kafka(
-    broker: str, topic: str, since: dict[int, int], prefix: str, timeout: float = 60.0
-) -> int:
+def count_in_kafka(broker: str, topic: str, since: dict[int, int], prefix: str, timeout: float = 60.0) -> int:
     """Records keyed `prefix*` between `since` and the current end of every partition."""
     consumer = Consumer(
         {
@@ -72,9 +63,7 @@ def count_in_kafka(
                 if msg.offset() + 1 >= ends[msg.partition()]:
                     todo.discard(msg.partition())
         if todo:
-            raise TimeoutError(
-                f"could not read partitions {sorted(todo)} of {topic} to their end in {timeout:.0f} s"
-            )
+            raise TimeoutError(f"could not read partitions {sorted(todo)} of {topic} to their end in {timeout:.0f} s")
         return count
     finally:
         consumer.close()
@@ -89,9 +78,7 @@ class StoreCount:
 class Store:
     """Read-only view of the pool's `readings` table (SQLite file or PostgreSQL)."""
 
-    def __init__(
-        self, sqlite_path: str | None = None, database_url: str | None = None
-    ) -> None:
+    def __init__(self, sqlite_path: str | None = None, database_url: str | None = None) -> None:
         if not sqlite_path and not database_url:
             raise ValueError("a SQLite path or a database URL is needed")
         self.sqlite_path = sqlite_path

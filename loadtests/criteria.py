@@ -34,9 +34,7 @@ class Measurements:
     e2e_p50_ms: float | None
     e2e_p95_ms: float | None
     e2e_p99_ms: float | None
-    catchup_s: (
-        float | None
-    )  # last row stored minus last 2xx answer; None: never caught up
+    catchup_s: float | None  # last row stored minus last 2xx answer; None: never caught up
 
 
 @dataclass(frozen=True)
@@ -55,11 +53,7 @@ def _ms(value: float | None) -> str:
 
 def evaluate(m: Measurements, t: Thresholds) -> list[Verdict]:
     """One verdict per criterion, in the order the summary table prints them."""
-    p99_ok = (
-        m.e2e_p99_ms is not None
-        and not math.isnan(m.e2e_p99_ms)
-        and m.e2e_p99_ms < t.max_p99_ms
-    )
+    p99_ok = m.e2e_p99_ms is not None and not math.isnan(m.e2e_p99_ms) and m.e2e_p99_ms < t.max_p99_ms
     return [
         Verdict(
             "throughput",
@@ -87,9 +81,7 @@ def evaluate(m: Measurements, t: Thresholds) -> list[Verdict]:
         ),
         Verdict(
             "consumer caught up",
-            "never"
-            if m.catchup_s is None
-            else f"{m.catchup_s:.2f} s after the last 2xx",
+            "never" if m.catchup_s is None else f"{m.catchup_s:.2f} s after the last 2xx",
             f"<= {t.max_catchup_s:g} s",
             m.catchup_s is not None and m.catchup_s <= t.max_catchup_s,
         ),
@@ -102,10 +94,7 @@ def render(verdicts: list[Verdict]) -> str:
         (v.criterion, v.measured, v.limit, "ok" if v.ok else "FAIL") for v in verdicts
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-        for row in rows
-    ]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     failed = [v.criterion for v in verdicts if not v.ok]
     lines.append("")

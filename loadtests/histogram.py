@@ -25,9 +25,7 @@ class Histogram:
     def __sub__(self, before: Histogram) -> Histogram:
         """The observations made between two scrapes of the same histogram."""
         return Histogram(
-            buckets={
-                le: n - before.buckets.get(le, 0.0) for le, n in self.buckets.items()
-            },
+            buckets={le: n - before.buckets.get(le, 0.0) for le, n in self.buckets.items()},
             count=self.count - before.count,
             sum=self.sum - before.sum,
         )

@@ -108,18 +108,12 @@ class BatchUser(_PipelineUser):
         self._post_batch(to_ndjson(self.fleet.batch(BATCH_SIZE)), NDJSON, BATCH_NDJSON)
 
     def _post_batch(self, body: bytes, headers: dict[str, str], name: str) -> None:
-        with self.client.post(
-            "/sensor/batch", data=body, headers=headers, name=name, catch_response=True
-        ) as resp:
-            accepted = (
-                _json(resp.text).get("accepted") if resp.status_code == 202 else None
-            )
+        with self.client.post("/sensor/batch", data=body, headers=headers, name=name, catch_response=True) as resp:
+            accepted = _json(resp.text).get("accepted") if resp.status_code == 202 else None
             if accepted == BATCH_SIZE:
                 resp.success()
             else:
-                resp.failure(
-                    f"HTTP {resp.status_code}, accepted={accepted}: {(resp.text or '')[:200]}"
-                )
+                resp.failure(f"HTTP {resp.status_code}, accepted={accepted}: {(resp.text or '')[:200]}")
 
 
 class MixedUser(_PipelineUser):
@@ -144,9 +138,7 @@ class MixedUser(_PipelineUser):
             if resp.status_code == bad.status and "error" in body:
                 resp.success()
             else:
-                resp.failure(
-                    f"{bad.name}: expected {bad.status} with an error body, got {resp.status_code}"
-                )
+                resp.failure(f"{bad.name}: expected {bad.status} with an error body, got {resp.status_code}")
 
 
 def _json(text: str | None) -> dict[str, Any]:
@@ -164,9 +156,7 @@ def summarize(environment: Environment) -> dict[str, Any]:
     acked = 0
     last_ok: float | None = None
     for (name, _method), entry in stats.entries.items():
-        acked += (entry.num_requests - entry.num_failures) * READINGS_PER_SUCCESS.get(
-            name, 0
-        )
+        acked += (entry.num_requests - entry.num_failures) * READINGS_PER_SUCCESS.get(name, 0)
         if READINGS_PER_SUCCESS.get(name) and entry.last_request_timestamp:
             last_ok = max(last_ok or 0.0, entry.last_request_timestamp)
     return {
@@ -180,9 +170,7 @@ def summarize(environment: Environment) -> dict[str, Any]:
         "acked_readings": acked,
         "http_p50_ms": total.get_response_time_percentile(0.50),
         "http_p99_ms": total.get_response_time_percentile(0.99),
-        "errors": {
-            f"{e.name}: {e.error}": e.occurrences for e in stats.errors.values()
-        },
+        "errors": {f"{e.name}: {e.error}": e.occurrences for e in stats.errors.values()},
         "written_at": time.time(),
     }
 

@@ -17,7 +17,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 # type -> (unit, typical low, typical high, random-walk step)
 SENSOR_TYPES: dict[str, tuple[str, float, float, float]] = {
@@ -44,7 +44,7 @@ def new_run_id() -> str:
 
 def rfc3339_us(epoch_us: int) -> str:
     """UTC RFC 3339 with microseconds and `Z`, the form the API stores unchanged."""
-    dt = datetime.fromtimestamp(epoch_us // 1_000_000, tz=UTC)
+    dt = datetime.fromtimestamp(epoch_us // 1_000_000, tz=timezone.utc)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{epoch_us % 1_000_000:06d}Z"
 
 
@@ -168,8 +168,6 @@ def bad_payloads(good: dict[str, object]) -> list[BadPayload]:
             "application/json",
             422,
         ),
-        BadPayload(
-            "unknown field", to_json({**good, "colour": "red"}), "application/json", 422
-        ),
+        BadPayload("unknown field", to_json({**good, "colour": "red"}), "application/json", 422),
         BadPayload("wrong content type", to_json(good), "text/plain", 415),
     ]

@@ -39,6 +39,32 @@ class Endpoints:
     topic: str
     sqlite_path: str | None = None
     database_url: str | None = None
+    consumer_group: str | None = None
+    workers: int | None = None  # pool workers expected in the group; None: do not check
+
+
+def group_settled(broker: str, group: str, topic: str, workers: int | None) -> bool:
+    """The pool's group is STABLE, has all its workers, and every partition of `topic` is owned.
+
+    NOTE: a worker that joins late triggers a rebalance that stalls consumption for a second
+    or more; a measured run that starts before that would charge it to the e2e latency.
+    """
+    from confluent_kafka import ConsumerGroupState
+
+    admin = AdminClient({"bootstrap.servers": broker})
+    described = admin.describe_consumer_groups([group], request_timeout=5)[group].result()
+    if described.state != ConsumerGroupState.STABLE:
+        return False
+    if workers is not None and len(described.members) != workers:
+        return False
+    owned = {
+        tp.partition
+        for member in described.members
+        for tp in (member.assignment.topic_partitions if member.assignment else [])
+        if tp.topic == topic
+    }
+    partitions = admin.list_topics(topic, timeout=5).topics[topic].partitions
+    return owned == set(partitions)
 
 
 def free_port() -> int:
@@ -50,9 +76,7 @@ def free_port() -> int:
 class Process:
     """A child in its own session (so its workers are signalled too), output in a log file."""
 
-    def __init__(
-        self, name: str, args: list[str], env: Mapping[str, str], log_path: Path
-    ) -> None:
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,25 +114,21 @@ class Process:
 def broker_answers(broker: str, timeout: float = 5.0) -> bool:
     try:
         AdminClient({"bootstrap.servers": broker}).list_topics(timeout=timeout)
-    except Exception:  # noqa: BLE001 - any client error means "not reachable"
+    except Exception:
         return False
     return True
 
 
-def wait_until(
-    what: str, check, timeout: float, proc: Process | None = None, interval: float = 0.2
-) -> None:
+def wait_until(what: str, check, timeout: float, proc: Process | None = None, interval: float = 0.2) -> None:
     """Poll `check()` until truthy; StackError naming `what` (and the process log) otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
-            raise StackError(
-                f"{proc.name} exited with {proc.popen.returncode} before {what}:\n{proc.log_tail()}"
-            )
+            raise StackError(f"{proc.name} exited with {proc.popen.returncode} before {what}:\n{proc.log_tail()}")
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001, S110 - not ready yet; the timeout reports it
+        except Exception:
             pass
         time.sleep(interval)
     tail = f":\n{proc.log_tail()}" if proc else ""
@@ -148,7 +168,7 @@ def own_stack(
         admin = AdminClient({"bootstrap.servers": broker})
         for future in admin.create_topics([NewTopic(topic, 6, 1)]).values():
             future.result(30)
-        base = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        base = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
         env = {
             **base,
             "KAFKA_BROKER": broker,
@@ -171,7 +191,7 @@ def own_stack(
             if with_pool:
                 pool_env = {
                     **env,
-                    "PROMETHEUS_MULTIPROC_DIR": str(workdir / "pool-metrics"),
+                    "CONSUMER_METRICS_DIR": str(workdir / "pool-metrics"),
                 }
                 started.append(
                     Process(
@@ -182,13 +202,9 @@ def own_stack(
                     )
                 )
             api_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(workdir / "api-metrics")}
-            api = Process(
-                "API", [sys.executable, "-m", "service"], api_env, workdir / "api.log"
-            )
+            api = Process("API", [sys.executable, "-m", "service"], api_env, workdir / "api.log")
             started.append(api)
-            wait_until(
-                f"{api_url}/readyz", lambda: _http_ok(f"{api_url}/readyz"), 60, api
-            )
+            wait_until(f"{api_url}/readyz", lambda: _http_ok(f"{api_url}/readyz"), 60, api)
             if with_pool:
                 pool = started[0]
                 wait_until(
@@ -199,7 +215,13 @@ def own_stack(
                 )
                 wait_until(metrics_url, lambda: _http_ok(metrics_url), 30, pool)
             yield Endpoints(
-                api_url, metrics_url, broker, topic, sqlite_path=env["SQLITE_PATH"]
+                api_url,
+                metrics_url,
+                broker,
+                topic,
+                sqlite_path=env["SQLITE_PATH"],
+                consumer_group=env["CONSUMER_GROUP"],
+                workers=int(env.get("CONSUMER_WORKERS") or 2),
             )
         finally:
             # NOTE: the API first, so nothing new reaches the topic while the pool drains.

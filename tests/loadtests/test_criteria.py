@@ -73,9 +73,7 @@ def test_thresholds_are_overridable() -> None:
 
 
 def test_the_table_names_every_failed_criterion() -> None:
-    text = render(
-        evaluate(dataclasses.replace(GOOD, failures=3, stored=10), Thresholds())
-    )
+    text = render(evaluate(dataclasses.replace(GOOD, failures=3, stored=10), Thresholds()))
 
     assert text.splitlines()[-1] == "GATE FAILED: failures, loss"
     assert "2xx 9000 / Kafka 9000 / stored 10" in text

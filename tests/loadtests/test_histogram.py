@@ -14,9 +14,7 @@ NAME = "sensor_pipeline_e2e_latency_seconds"
 def exposition(buckets: dict[str, float], worker: str = "0") -> str:
     """Prometheus text for the e2e histogram as one pool worker would expose it."""
     lines = [f"# HELP {NAME} e2e", f"# TYPE {NAME} histogram"]
-    lines += [
-        f'{NAME}_bucket{{le="{le}",worker="{worker}"}} {n}' for le, n in buckets.items()
-    ]
+    lines += [f'{NAME}_bucket{{le="{le}",worker="{worker}"}} {n}' for le, n in buckets.items()]
     lines += [
         f'{NAME}_count{{worker="{worker}"}} {buckets["+Inf"]}',
         f'{NAME}_sum{{worker="{worker}"}} 1.5',
@@ -49,9 +47,7 @@ def test_diff_keeps_only_the_window_and_interpolates_inside_the_bucket() -> None
 
     assert window.buckets == {0.005: 0, 0.01: 50, 0.025: 100, math.inf: 100}
     assert window.count == 100
-    assert window.quantile(0.5) == pytest.approx(
-        0.01
-    )  # rank 50 ends the (5 ms, 10 ms] bucket
+    assert window.quantile(0.5) == pytest.approx(0.01)  # rank 50 ends the (5 ms, 10 ms] bucket
     assert window.quantile(0.25) == pytest.approx(0.0075)  # half way through it
     assert window.quantile(0.99) == pytest.approx(0.01 + 0.015 * 49 / 50)
 

@@ -47,9 +47,7 @@ def test_batches_decode_as_json_array_and_ndjson() -> None:
     assert len(decode_batch(to_ndjson(batch), ndjson=True)) == 20
 
 
-@pytest.mark.parametrize(
-    "bad", bad_payloads(Fleet("lt0", seed=2).reading()), ids=lambda b: b.name
-)
+@pytest.mark.parametrize("bad", bad_payloads(Fleet("lt0", seed=2).reading()), ids=lambda b: b.name)
 def test_bad_payloads_are_refused_by_the_model(bad) -> None:
     if bad.content_type != "application/json":
         json.loads(bad.body)  # the body is fine; only the content type is wrong

@@ -63,8 +63,10 @@ up() {
       echo kafka >> "$STARTED"
     fi
     start_proc api "$PY" -m service
-    start_proc consumer-pool "$PY" -m consumer_pool
+    # The seed's consumer prints every reading ("Message received: {...}"); CONSUMER_ECHO=false to quieten.
+    CONSUMER_ECHO="${CONSUMER_ECHO:-true}" start_proc consumer-pool "$PY" -m consumer_pool
     wait_http "http://127.0.0.1:$API_PORT/readyz" 60
+    wait_http "http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics" 60
   fi
   cat <<MSG
 

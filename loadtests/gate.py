@@ -22,7 +22,9 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -136,26 +138,38 @@ def warm_up(endpoints: Endpoints, store: Store, run_id: str, timeout: float) -> 
     return time.monotonic() - t0
 
 
-def run_locust(args: argparse.Namespace, endpoints: Endpoints, run_id: str, out: Path) -> dict[str, object]:
+@dataclass(frozen=True)
+class Load:
+    """A fixed offered load: `users` Locust users, each at offered_rps/users requests per second."""
+
+    offered_rps: float
+    users: int
+    run_time: float
+    user_classes: str = "SensorUser BatchUser MixedUser"
+    processes: int = 1
+
+
+def run_locust(load: Load, api_url: str, run_id: str, out: Path, tag: str = "gate") -> dict[str, Any]:
     """Locust headless for a fixed time; returns the summary the locustfile writes at exit."""
     summary_path = out / "summary.json"
     cmd = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests/locustfile.py"),
-        "--headless", "--only-summary", "-u", str(args.users), "-r", str(args.users),
-        "--run-time", f"{args.run_time:g}s", "--stop-timeout", "10", "--host", endpoints.api_url,
+        "--headless", "--only-summary", "-u", str(load.users), "-r", str(load.users),
+        "--run-time", f"{load.run_time:g}s", "--stop-timeout", "10", "--host", api_url,
         "--csv", str(out / "locust"), "--html", str(out / "locust.html"),
-        *args.user_classes.split(),
+        *(["--processes", str(load.processes)] if load.processes > 1 else []),
+        *load.user_classes.split(),
     ]  # fmt: skip
     env = {
         **os.environ,
         "LOADTEST_RUN_ID": run_id,
-        "LOADTEST_USER_RATE": f"{args.offered_rps / args.users:g}",
+        "LOADTEST_USER_RATE": f"{load.offered_rps / load.users:g}",
         "LOADTEST_SUMMARY": str(summary_path),
     }
-    print("[gate] " + " ".join(cmd[2:]), flush=True)
+    print(f"[{tag}] " + " ".join(cmd[2:]), flush=True)
     # NOTE: --stop-timeout lets in-flight requests finish: a request cut off after the API
     # acknowledged it would be in Kafka without Locust having seen its 2xx.
-    subprocess.run(cmd, cwd=ROOT, env=env, check=False, timeout=args.run_time + 120)
+    subprocess.run(cmd, cwd=ROOT, env=env, check=False, timeout=load.run_time + 120)
     if not summary_path.exists():
         raise StackError("Locust exited without writing its summary (see its output above)")
     return json.loads(summary_path.read_text())
@@ -224,20 +238,21 @@ def gate(args: argparse.Namespace) -> int:
         print(f"[gate] warm-up: {warm}", flush=True)
         since = end_offsets(endpoints.kafka_broker, endpoints.topic)
         before = scrape_histogram(endpoints.pool_metrics_url, E2E)
-        summary = run_locust(args, endpoints, run_id, out)
+        load = Load(args.offered_rps, args.users, args.run_time, args.user_classes)
+        summary = run_locust(load, endpoints.api_url, run_id, out)
         prefix = f"{run_id}-"
-        acked = int(summary["acked_readings"])  # type: ignore[arg-type]
+        acked = int(summary["acked_readings"])
         last_ok = summary.get("last_ok_time")
         patience = args.max_catchup_s + 5.0  # past the limit, to report how late it was
-        stored, catchup = wait_for_store(store, prefix, acked, last_ok, patience)  # type: ignore[arg-type]
+        stored, catchup = wait_for_store(store, prefix, acked, last_ok, patience)
         in_kafka = count_in_kafka(endpoints.kafka_broker, endpoints.topic, since, prefix)
         after = scrape_histogram(endpoints.pool_metrics_url, E2E)
     window = after - before if after is not None and before is not None else after
     m = Measurements(
         offered_rps=args.offered_rps,
-        achieved_rps=float(summary["rps"]),  # type: ignore[arg-type]
-        requests=int(summary["requests"]),  # type: ignore[arg-type]
-        failures=int(summary["failures"]),  # type: ignore[arg-type]
+        achieved_rps=float(summary["rps"]),
+        requests=int(summary["requests"]),
+        failures=int(summary["failures"]),
         acked=acked,
         in_kafka=in_kafka,
         stored=stored,
@@ -255,7 +270,7 @@ def gate(args: argparse.Namespace) -> int:
         f"\n[gate] acceptance criteria (seed section 8), run {run_id}, {time.monotonic() - t_start:.0f} s\n{table}",
         flush=True,
     )
-    for reason, n in dict(summary.get("errors") or {}).items():  # type: ignore[call-overload]
+    for reason, n in dict(summary.get("errors") or {}).items():
         print(f"[gate] Locust error x{n}: {reason}")
     return 0 if all(v.ok for v in verdicts) else EXIT_FAILED
 

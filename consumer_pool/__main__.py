@@ -20,12 +20,8 @@ from service.settings import ConfigError, Settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m consumer_pool", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--workers", type=int, help="worker processes (CONSUMER_WORKERS)"
-    )
+    parser = argparse.ArgumentParser(prog="python -m consumer_pool", description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, help="worker processes (CONSUMER_WORKERS)")
     parser.add_argument(
         "--sink",
         choices=("console", "sqlite", "postgres"),
@@ -56,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             "sink": args.sink,
             "consumer_echo": args.echo,
         }
-        settings = dataclasses.replace(
-            settings, **{k: v for k, v in overrides.items() if v is not None}
-        )
+        settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.consumer_workers < 1:
             raise ConfigError("--workers must be >= 1")
         if settings.sink == "postgres" and not settings.database_url:

@@ -24,9 +24,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-_RULE = re.compile(
-    r"^\s*([A-Za-z0-9_.:-]{1,32})\s*(>=|<=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$"
-)
+_RULE = re.compile(r"^\s*([A-Za-z0-9_.:-]{1,32})\s*(>=|<=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$")
 _NAMESPACE = uuid.UUID("6f1c0a1e-5d0b-4c83-9a57-2f1f0b7b9a10")
 
 
@@ -40,9 +38,7 @@ class Rule:
         return f"{self.type}{self.op}{self.threshold:g}"
 
     def matches(self, reading: Reading) -> bool:
-        return reading.type == self.type and _OPS[self.op](
-            reading.value, self.threshold
-        )
+        return reading.type == self.type and _OPS[self.op](reading.value, self.threshold)
 
 
 class Alert(msgspec.Struct, omit_defaults=True):
@@ -64,23 +60,17 @@ def parse_rules(text: str) -> tuple[Rule, ...]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         match = _RULE.match(part)
         if not match:
-            raise RuleError(
-                f"ALERT_RULES: cannot parse {part!r} (expected e.g. temperature>40)"
-            )
+            raise RuleError(f"ALERT_RULES: cannot parse {part!r} (expected e.g. temperature>40)")
         rules.append(Rule(match.group(1), match.group(2), float(match.group(3))))
     return tuple(rules)
 
 
 def alert_id(rule: Rule, reading: Reading, timestamp: str) -> str:
     """Deterministic: the same rule and reading key always give the same id."""
-    return str(
-        uuid.uuid5(_NAMESPACE, f"{rule}|{reading.sensor_id}|{reading.type}|{timestamp}")
-    )
+    return str(uuid.uuid5(_NAMESPACE, f"{rule}|{reading.sensor_id}|{reading.type}|{timestamp}"))
 
 
-def evaluate(
-    rules: tuple[Rule, ...], readings: Iterable[tuple[Reading, str]]
-) -> list[Alert]:
+def evaluate(rules: tuple[Rule, ...], readings: Iterable[tuple[Reading, str]]) -> list[Alert]:
     """Alerts raised by `readings` (each with its canonical UTC timestamp string)."""
     alerts = []
     for reading, timestamp in readings:

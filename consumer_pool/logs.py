@@ -20,18 +20,14 @@ class AtomicLineHandler(logging.Handler):
             while data:
                 written = os.write(self.fd, data)
                 data = data[written:]
-        except Exception:  # noqa: BLE001 - logging must never take the process down
+        except Exception:  # logging must never take the process down
             self.handleError(record)
 
 
 def configure(role: str, level: str = "INFO") -> None:
     """Root logger -> stderr, each line tagged with the process role and pid."""
     handler = AtomicLineHandler()
-    handler.setFormatter(
-        logging.Formatter(
-            f"%(asctime)s [%(levelname)s] [{role} %(process)d] %(name)s: %(message)s"
-        )
-    )
+    handler.setFormatter(logging.Formatter(f"%(asctime)s [%(levelname)s] [{role} %(process)d] %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

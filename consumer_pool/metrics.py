@@ -43,9 +43,7 @@ E2E_LATENCY = Histogram(
     "API receipt (ingested_at_ns) -> stored in the sink",
     buckets=E2E_BUCKETS,
 )
-BATCH_SIZE = Histogram(
-    "sensor_consumer_batch_size", "Records per consumed batch", buckets=BATCH_BUCKETS
-)
+BATCH_SIZE = Histogram("sensor_consumer_batch_size", "Records per consumed batch", buckets=BATCH_BUCKETS)
 SINK_WRITE = Histogram(
     "sensor_sink_write_duration_seconds",
     "One batch write (flush) to the sink",
@@ -69,9 +67,7 @@ RESTARTS = Counter(
     "sensor_consumer_worker_restarts_total",
     "Workers restarted after an unexpected exit",
 )
-SINK_ERRORS = Counter(
-    "sensor_consumer_sink_errors_total", "Failed sink writes (retried)", ["sink"]
-)
+SINK_ERRORS = Counter("sensor_consumer_sink_errors_total", "Failed sink writes (retried)", ["sink"])
 ALERTS = Counter("sensor_consumer_alerts_total", "Threshold alerts produced", ["rule"])
 
 

@@ -184,9 +184,7 @@ class Supervisor:
         elif code == WORKER_BOOT_ERROR:
             log.error("worker %d (pid %d) failed to boot", slot.index, pid)
         elif code == 0:
-            log.warning(
-                "worker %d (pid %d) exited unexpectedly with code 0", slot.index, pid
-            )
+            log.warning("worker %d (pid %d) exited unexpectedly with code 0", slot.index, pid)
         else:
             log.error("worker %d (pid %d) exited with code %d", slot.index, pid, code)
 
@@ -215,9 +213,7 @@ class Supervisor:
         self.update_alive()
 
     def update_alive(self) -> None:
-        metrics.WORKERS_ALIVE.set(
-            sum(1 for s in self.slots if s.process is not None and s.process.is_alive())
-        )
+        metrics.WORKERS_ALIVE.set(sum(1 for s in self.slots if s.process is not None and s.process.is_alive()))
 
     # --- stopping --------------------------------------------------------------------
 

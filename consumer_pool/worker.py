@@ -166,9 +166,7 @@ class Worker:
             return
         metrics.BATCH_SIZE.observe(len(batch))
         stored = self.store(good)
-        if (
-            stored is None
-        ):  # stopping during a store outage: commit nothing, it will be replayed
+        if stored is None:  # stopping during a store outage: commit nothing, it will be replayed
             return
         if self.echo:
             write_lines([records.received_line(r) for r, _ in good])
@@ -176,9 +174,7 @@ class Worker:
         if dlq or self.rules:
             left = self.producer.flush(30)
             if left:
-                raise KafkaException(
-                    f"{left} DLQ/alert records were not acknowledged; not committing"
-                )
+                raise KafkaException(f"{left} DLQ/alert records were not acknowledged; not committing")
         self.commit(offsets)
         now = time.time_ns()
         for _, ingested in good:
@@ -230,9 +226,7 @@ class Worker:
     def to_dlq(self, msg: Message, error: Exception) -> None:
         """Send an undecodable record to DLQ_TOPIC with the reason and its origin in headers."""
         reason = str(error) or type(error).__name__
-        log.warning(
-            "DLQ %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason
-        )
+        log.warning("DLQ %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
         headers = [
             *(msg.headers() or ()),
             ("error", reason.encode()),
@@ -241,17 +235,13 @@ class Worker:
             ("original_partition", str(msg.partition()).encode()),
             ("original_offset", str(msg.offset()).encode()),
         ]
-        self.producer.produce(
-            self.settings.dlq_topic, value=msg.value(), key=msg.key(), headers=headers
-        )
+        self.producer.produce(self.settings.dlq_topic, value=msg.value(), key=msg.key(), headers=headers)
         self.producer.poll(0)
 
     def raise_alerts(self, good: list[tuple[Reading, int]]) -> None:
         if not self.rules:
             return
-        raised = alerts.evaluate(
-            self.rules, ((r, records.utc_text(r.timestamp)) for r, _ in good)
-        )
+        raised = alerts.evaluate(self.rules, ((r, records.utc_text(r.timestamp)) for r, _ in good))
         for alert in raised:
             self.producer.produce(
                 self.settings.alerts_topic,
@@ -263,9 +253,7 @@ class Worker:
 
     def commit(self, offsets: dict[int, int]) -> None:
         """Synchronous commit of the batch; a failure (rebalance) only means a replay later."""
-        tps = [
-            TopicPartition(self.settings.topic_name, p, o) for p, o in offsets.items()
-        ]
+        tps = [TopicPartition(self.settings.topic_name, p, o) for p, o in offsets.items()]
         try:
             self.consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as e:
@@ -321,9 +309,7 @@ class Worker:
         try:
             for tp in self.consumer.position(self.consumer.assignment()):
                 _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-                if (
-                    high >= 0 and tp.offset >= 0
-                ):  # NOTE: no position before the first fetch
+                if high >= 0 and tp.offset >= 0:  # NOTE: no position before the first fetch
                     metrics.LAG.labels(str(tp.partition)).set(max(high - tp.offset, 0))
         except KafkaException as e:
             log.debug("lag not updated: %s", e)
@@ -332,9 +318,7 @@ class Worker:
 def main(settings: Settings, slot: int, heartbeat: object) -> None:
     """Entry point of a spawned worker process (multiprocessing 'spawn')."""
     logs.configure(f"worker-{slot}", os.environ.get("LOG_LEVEL", "INFO"))
-    signal.signal(
-        signal.SIGINT, signal.SIG_IGN
-    )  # NOTE: Ctrl-C reaches the group; the supervisor decides
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # NOTE: Ctrl-C reaches the group; the supervisor decides
     worker: Worker | None = None
 
     def beat() -> None:
@@ -347,11 +331,12 @@ def main(settings: Settings, slot: int, heartbeat: object) -> None:
     except (BootError, KafkaException, ValueError) as e:
         log.error("worker %d failed to boot: %s", slot, e)
         sys.exit(WORKER_BOOT_ERROR)
+    except Exception:  # process boundary: any failure before the loop is a boot failure
+        log.exception("worker %d failed to boot", slot)
+        sys.exit(WORKER_BOOT_ERROR)
     finally:
         # Signals were blocked by the supervisor while spawning; handle them from here on.
         signal.signal(signal.SIGTERM, worker.stop if worker else signal.SIG_DFL)
-        signal.pthread_sigmask(
-            signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
-        )
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD})
     log.info("worker %d booted (sink %s)", slot, sink.name)
     worker.run()

@@ -17,6 +17,7 @@ class Sink(abc.ABC):
 
     name: str = "sink"
 
+    @abc.abstractmethod
     def setup(self) -> None:
         """Connect and create the schema; raise BootError when that cannot work."""
 
@@ -28,5 +29,6 @@ class Sink(abc.ABC):
     def flush(self) -> int:
         """Write the queued readings in one go; returns how many were new (not duplicates)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections; pending readings are dropped (they were never committed)."""

@@ -40,6 +40,9 @@ class ConsoleSink(Sink):
     def __init__(self) -> None:
         self._lines: list[bytes] = []
 
+    def setup(self) -> None:
+        """Nothing to connect to."""
+
     def add(self, reading: Reading, ingested_at_ns: int) -> None:
         self._lines.append(received_line(reading))
 
@@ -49,3 +52,6 @@ class ConsoleSink(Sink):
             return len(self._lines)
         finally:
             self._lines = []
+
+    def close(self) -> None:
+        self._lines = []

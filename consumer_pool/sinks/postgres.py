@@ -81,42 +81,33 @@ class PostgresSink(Sink):
 
     def setup(self) -> None:
         try:
-            conn = self._connect()
+            conn = self._connect(stage=False)
             with conn.transaction():
                 # NOTE: workers boot together; serialise the DDL instead of racing on it.
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext('sensor_pipeline.schema'))"
-                )
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('sensor_pipeline.schema'))")
                 conn.execute(SCHEMA)
                 self._hypertable(conn)
+            conn.execute(STAGE)
         except psycopg.Error as e:
-            raise BootError(
-                f"PostgreSQL at {self._safe_url()} is not usable: {e}"
-            ) from e
+            raise BootError(f"PostgreSQL at {self._safe_url()} is not usable: {e}") from e
         self._conn = conn
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self, stage: bool = True) -> psycopg.Connection:
         conn = psycopg.connect(
-            self.url,
-            connect_timeout=self.connect_timeout,
-            autocommit=True,
-            options="-c TimeZone=UTC",
+            self.url, connect_timeout=self.connect_timeout, autocommit=True, options="-c TimeZone=UTC"
         )
-        conn.execute(STAGE)
+        if stage:
+            conn.execute(STAGE)
         return conn
 
     @staticmethod
     def _hypertable(conn: psycopg.Connection) -> None:
         """Turn `readings` into a TimescaleDB hypertable when the extension is installed."""
-        available = conn.execute(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-        ).fetchone()
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
         if not available:
             return
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        conn.execute(
-            "SELECT create_hypertable('readings', 'ts', if_not_exists => TRUE, migrate_data => TRUE)"
-        )
+        conn.execute("SELECT create_hypertable('readings', 'ts', if_not_exists => TRUE, migrate_data => TRUE)")
         log.info("readings is a TimescaleDB hypertable")
 
     def _safe_url(self) -> str:

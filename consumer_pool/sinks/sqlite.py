@@ -74,13 +74,9 @@ class SqliteSink(Sink):
     def setup(self) -> None:
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout_s, isolation_level=None
-            )
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(
-                "PRAGMA synchronous=NORMAL"
-            )  # PERF: durable at checkpoints; WAL keeps it consistent
+            conn.execute("PRAGMA synchronous=NORMAL")  # PERF: durable at checkpoints; WAL keeps it consistent
             conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
         except (OSError, sqlite3.Error) as e:
             raise BootError(f"cannot open SQLite database {self.path}: {e}") from e

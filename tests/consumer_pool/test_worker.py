@@ -1,0 +1,149 @@
+"""The worker loop against the real broker and stores: undecodable records go to the DLQ
+without blocking their partition, replays store nothing twice, aggregates and alerts stay
+right after a replay, and the e2e latency histogram is filled."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+import msgspec
+import pytest
+
+from tests.consumer_pool.conftest import PoolFactory
+from tests.consumer_pool.helpers import (
+    encoded,
+    metric,
+    pg_count,
+    pg_rows,
+    produce,
+    reading,
+    scrape,
+    sqlite_count,
+    sqlite_rows,
+    until,
+)
+from tests.support import read_topic
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_garbage_goes_to_the_dlq_while_the_rest_flow_and_e2e_is_observed(
+    start_pool: PoolFactory, pool_env: dict[str, str], kafka_broker: str, topic: str
+) -> None:
+    # Same key => same partition: the bad records sit between good ones of one partition.
+    good = [reading(i, sensors=1) for i in range(200)]
+    bad = [(b"s0", b"{not json"), (b"s0", msgspec.json.encode({**good[0], "value": "hot"}))]
+    sent = produce(kafka_broker, topic, [*encoded(good[:100]), *bad, *encoded(good[100:])])
+    assert len({r.partition for r in sent}) == 1
+    pool = start_pool("--workers", "2")
+    db = pool_env["SQLITE_PATH"]
+
+    until(lambda: sqlite_count(db) == 200, 60, "the good readings", pool)
+    dead = read_topic(kafka_broker, pool_env["DLQ_TOPIC"], expected=2)
+    assert sorted(m.value() for m in dead) == sorted(v for _, v in bad)
+    for m in dead:
+        headers = dict(m.headers())
+        assert headers["error"]
+        assert headers["original_topic"].decode() == topic
+        assert int(headers["original_offset"]) in {100, 101}
+        assert "ingested_at_ns" in headers
+
+    port = int(pool_env["CONSUMER_METRICS_PORT"])
+    samples = until(
+        lambda: (s := scrape(port)) and metric(s, "sensor_consumer_readings_total", result="dlq") == 2 and s,
+        30,
+        "metrics",
+        pool,
+    )
+    assert metric(samples, "sensor_consumer_readings_total", result="stored") == 200
+    assert metric(samples, "sensor_pipeline_e2e_latency_seconds_count") == 200
+    assert 0 < metric(samples, "sensor_pipeline_e2e_latency_seconds_sum") < 200 * 60
+    assert metric(samples, "sensor_pipeline_e2e_latency_seconds_bucket", le="5.0") == 200
+    assert metric(samples, "sensor_consumer_batch_size_count") >= 1
+    assert metric(samples, "sensor_consumer_batch_size_sum") == 202
+    assert metric(samples, "sensor_sink_write_duration_seconds_count", sink="sqlite") >= 1
+    until(lambda: ("sensor_consumer_lag", (("partition", str(sent[0].partition)),)) in scrape(port), 30, "lag", pool)
+
+
+def expected_aggregates(readings: list[dict]) -> dict[tuple[str, str, str], tuple[int, float, float, float]]:
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in readings:
+        groups[(r["sensor_id"], r["type"], r["timestamp"][:16] + ":00Z")].append(r["value"])
+    return {k: (len(v), min(v), max(v), statistics.fmean(v)) for k, v in groups.items()}
+
+
+@pytest.mark.parametrize("sink", ["sqlite", "postgres"])
+def test_replay_stores_once_and_keeps_aggregates_and_alerts_right(
+    sink: str,
+    start_pool: PoolFactory,
+    pool_env: dict[str, str],
+    kafka_broker: str,
+    topic: str,
+    database_url: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    readings = [reading(i, sensors=3) for i in range(900)]  # 3 sensors x 300 s => 5 minutes each
+    duplicates = readings[:50]  # the API retried these: they are in the topic twice
+    produce(kafka_broker, topic, encoded(readings + duplicates))
+    if sink == "postgres":
+        url = request.getfixturevalue("pg_url")
+        extra = {"SINK": "postgres", "DATABASE_URL": url}
+        count = lambda: pg_count(url)  # noqa: E731
+        aggregates = lambda: {  # noqa: E731
+            (s, t, m.strftime("%Y-%m-%dT%H:%M:00Z")): (c, lo, hi, avg)
+            for s, t, m, c, lo, hi, avg in pg_rows(
+                url, "SELECT sensor_id, type, minute, count, min, max, avg FROM readings_1m"
+            )
+        }
+    else:
+        db = pool_env["SQLITE_PATH"]
+        extra = {}
+        count = lambda: sqlite_count(db)  # noqa: E731
+        aggregates = lambda: {  # noqa: E731
+            (s, t, m): (c, lo, hi, avg)
+            for s, t, m, c, lo, hi, avg in sqlite_rows(
+                db, "SELECT sensor_id, type, minute, count, min, max, avg FROM readings_1m"
+            )
+        }
+    rules = {"ALERT_RULES": "temperature>47,temperature<=0.5"}
+    port = int(pool_env["CONSUMER_METRICS_PORT"])
+
+    first = start_pool("--workers", "2", **extra, **rules)
+    until(lambda: count() == 900, 90, "the first pass", first)
+    until(lambda: metric(scrape(port), "sensor_consumer_readings_total", result="duplicate") == 50, 30, "dups", first)
+    assert first.stop() == 0
+
+    # A new group id reads the whole topic again: a full replay.
+    again = start_pool("--workers", "2", CONSUMER_GROUP=pool_env["CONSUMER_GROUP"] + "-replay", **extra, **rules)
+    until(
+        lambda: metric(scrape(port), "sensor_consumer_readings_total", result="duplicate") == 950, 90, "replay", again
+    )
+    assert metric(scrape(port), "sensor_consumer_readings_total", result="stored") == 0
+    assert again.stop() == 0
+
+    assert count() == 900
+    expected = expected_aggregates(readings)
+    got = aggregates()
+    assert got.keys() == expected.keys()
+    for key, (c, lo, hi, avg) in expected.items():
+        assert got[key][:3] == (c, lo, hi), key
+        assert got[key][3] == pytest.approx(avg), key
+
+    def is_hot(r: dict) -> bool:
+        return r["value"] > 47 or r["value"] <= 0.5
+
+    hot = [r for r in readings if is_hot(r)]
+    # produced by both passes (and again for the topic's duplicates), always with the same id and body
+    produced = 2 * (len(hot) + sum(map(is_hot, duplicates)))
+    records = read_topic(kafka_broker, pool_env["ALERTS_TOPIC"], expected=produced)
+    assert len(records) == produced
+    bodies: dict[bytes, set[bytes]] = defaultdict(set)
+    for record in records:
+        bodies[record.key()].add(record.value())
+    assert len(bodies) == len(hot)
+    assert all(len(versions) == 1 for versions in bodies.values())
+    alerts = [msgspec.json.decode(next(iter(v))) for v in bodies.values()]
+    assert {(a["sensor_id"], a["timestamp"], a["rule"]) for a in alerts} == {
+        (r["sensor_id"], r["timestamp"], "temperature>47" if r["value"] > 47 else "temperature<=0.5") for r in hot
+    }

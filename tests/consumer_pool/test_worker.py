@@ -8,10 +8,12 @@ import statistics
 from collections import defaultdict
 
 import msgspec
+import psycopg
 import pytest
 
 from tests.consumer_pool.conftest import PoolFactory
 from tests.consumer_pool.helpers import (
+    committed,
     encoded,
     metric,
     pg_count,
@@ -147,3 +149,25 @@ def test_replay_stores_once_and_keeps_aggregates_and_alerts_right(
     assert {(a["sensor_id"], a["timestamp"], a["rule"]) for a in alerts} == {
         (r["sensor_id"], r["timestamp"], "temperature>47" if r["value"] > 47 else "temperature<=0.5") for r in hot
     }
+
+
+def test_sink_outage_is_retried_without_committing(
+    start_pool: PoolFactory, pool_env: dict[str, str], kafka_broker: str, topic: str, pg_url: str
+) -> None:
+    group, port = pool_env["CONSUMER_GROUP"], int(pool_env["CONSUMER_METRICS_PORT"])
+    pool = start_pool("--workers", "2", SINK="postgres", DATABASE_URL=pg_url)
+    produce(kafka_broker, topic, encoded([reading(i, sensors=10) for i in range(100)]))
+    until(lambda: pg_count(pg_url) == 100, 60, "the first rows", pool)
+    until(lambda: sum(max(o, 0) for o in committed(kafka_broker, group, topic).values()) == 100, 30, "commits", pool)
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the store "goes away" for writes
+        conn.execute("ALTER TABLE readings RENAME TO readings_away")
+    produce(kafka_broker, topic, encoded([reading(i, sensors=10) for i in range(100, 200)]))
+    until(lambda: metric(scrape(port), "sensor_consumer_sink_errors_total") >= 3, 60, "retries", pool)
+    assert sum(max(o, 0) for o in committed(kafka_broker, group, topic).values()) == 100
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE readings_away RENAME TO readings")
+    until(lambda: pg_count(pg_url) == 200, 60, "the rows held back by the outage", pool)
+    until(lambda: sum(max(o, 0) for o in committed(kafka_broker, group, topic).values()) == 200, 30, "commits", pool)
+    assert "retrying in" in pool.log()

@@ -9,7 +9,8 @@ Each user sends LOADTEST_USER_RATE requests per second (default 1), so the offer
 users x rate. The host defaults to the local API (API_PORT from the environment or .env).
 Environment knobs: LOADTEST_RUN_ID (sensor_id prefix marking this run), LOADTEST_BATCH_SIZE
 (20), LOADTEST_INVALID_SHARE (0.05), LOADTEST_FLEET_SIZE (5 sensors per user),
-LOADTEST_SUMMARY (path of a JSON summary written at exit; used by the gate and the bench).
+LOADTEST_API_KEY (sent as X-API-Key), LOADTEST_SUMMARY (path of a JSON summary written at
+exit; used by the gate and the bench).
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ READINGS_PER_SUCCESS = {
     INVALID: 0,
 }
 
-JSON = {"Content-Type": "application/json"}
-NDJSON = {"Content-Type": "application/x-ndjson"}
+# NOTE: LOADTEST_API_KEY for a stack that runs with API_KEYS set.
+AUTH = {"X-API-Key": os.environ["LOADTEST_API_KEY"]} if os.environ.get("LOADTEST_API_KEY") else {}
+JSON = {"Content-Type": "application/json", **AUTH}
+NDJSON = {"Content-Type": "application/x-ndjson", **AUTH}
 
 
 def default_host() -> str:
@@ -130,7 +133,7 @@ class MixedUser(_PipelineUser):
         with self.client.post(
             "/sensor",
             data=bad.body,
-            headers={"Content-Type": bad.content_type},
+            headers={"Content-Type": bad.content_type, **AUTH},
             name=INVALID,
             catch_response=True,
         ) as resp:

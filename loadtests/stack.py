@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 from confluent_kafka.admin import AdminClient, NewTopic
+from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,7 +169,9 @@ def own_stack(
         admin = AdminClient({"bootstrap.servers": broker})
         for future in admin.create_topics([NewTopic(topic, 6, 1)]).values():
             future.result(30)
-        base = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
+        # NOTE: .env as the components would read it, so the worker count we expect matches.
+        base = {**dotenv_values(ROOT / ".env"), **os.environ}
+        base = {k: v or "" for k, v in base.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
         env = {
             **base,
             "KAFKA_BROKER": broker,
@@ -181,6 +184,7 @@ def own_stack(
             "API_PORT": str(free_port()),
             "CONSUMER_METRICS_PORT": str(free_port()),
             "SINK": "sqlite",
+            "API_KEYS": "",  # a key set in .env would turn every request into a 401
             "SQLITE_PATH": str(workdir / "readings.db"),
             **(extra_env or {}),
         }

@@ -47,3 +47,21 @@ clean:  ## remove run-time data (Kafka log dirs, databases, reports); keeps .ven
 	@deploy/local/kafka.sh stop || true
 	@deploy/local/postgres.sh stop || true
 	rm -rf .run data reports
+
+# --- Monitoring, compose and Postman (see docker-compose.yml, monitoring/, postman/) -----
+.PHONY: monitoring-check prometheus-start prometheus-stop postman
+
+monitoring-check: install  ## static checks: compose file vs the compose-spec schema, promtool config/rules/unit tests
+	@.venv/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	@deploy/local/prometheus.sh check
+
+prometheus-start:  ## local Prometheus (http://127.0.0.1:9090) scraping the `make up` stack, without Docker
+	@deploy/local/prometheus.sh start
+
+prometheus-stop:
+	@deploy/local/prometheus.sh stop
+
+postman:  ## the Postman collection, run by newman against the running API (API_PORT, default 5000)
+	@cd postman && { [ -x node_modules/.bin/newman ] || npm ci --no-audit --no-fund; } && \
+	  node_modules/.bin/newman run sensor-api.postman_collection.json -e local.postman_environment.json \
+	    --env-var baseUrl=http://127.0.0.1:$${API_PORT:-5000}

@@ -85,7 +85,7 @@ def locust_level(endpoints: Endpoints, store: Store, run_id: str, rps: int, seco
     stored, catchup = wait_for_store(store, f"{tag}-", int(summary["acked_readings"]), summary["last_ok_time"], 30)
     after = scrape_histogram(endpoints.pool_metrics_url, E2E)
     return Level(
-        name=f"Locust, {users} users",
+        name=f"Locust, {users} users" + (f", {load.processes} processes" if load.processes > 1 else ""),
         offered=f"{rps:,}",
         achieved_rps=float(summary["rps"]),
         http_p50_ms=float(summary["http_p50_ms"]),
@@ -148,13 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_max:
             levels.append(wrk_level(endpoints, store, run_id, args.seconds))
             print(f"[bench] {levels[-1].row()}", flush=True)
-    command = "make bench  (deploy/local/bench.sh pipeline -> python -m bench.pipeline" + (
-        f" {' '.join(argv or sys.argv[1:])})" if (argv or sys.argv[1:]) else ")"
-    )
+    extra = " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"python -m bench.pipeline {extra}".strip()
     body = "\n".join(
         [
             f"Measured {now()} on {machine()}; Kafka broker, API, pool and load generator share the cores.",
-            f"Command: `{command}`; {args.seconds} s per level, one after the other on one stack.",
+            f"Command: `deploy/local/bench.sh pipeline` (`{command}` under flock; `make bench` runs every part);",
+            f"{args.seconds} s per level, one after the other on one stack.",
             "Stack: the defaults: ACK_MODE=delivered, 2 gunicorn workers x 16 threads, 2 pool workers,",
             "SQLite sink, 6 partitions. Client-side HTTP latency (Locust's percentiles are rounded to",
             "2 significant digits); e2e = API receipt -> row stored, from the pool's histogram",

@@ -100,6 +100,17 @@ def test_collection_passes_against_the_api(newman: Path, start_api: Callable[...
     assert {statuses[n] for n in expected if n[:3].isdigit()} == {400, 413, 415, 422}
 
 
+def test_collection_passes_with_api_keys(newman: Path, start_api: Callable[..., Any], tmp_path: Path) -> None:
+    """With API_KEYS set, the environment's apiKey is sent as X-API-Key on every POST."""
+    base, _ = start_api(API_KEYS="first-key,second-key")
+    result = run_newman(newman, base, tmp_path / "keys.json", "--env-var", "apiKey=second-key")
+    assert result.returncode == 0, f"newman failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    wrong = run_newman(newman, base, tmp_path / "wrong.json", "--env-var", "apiKey=wrong-key", "--folder", "Readings")
+    assert wrong.returncode != 0
+    codes = {e["response"]["code"] for e in json.loads((tmp_path / "wrong.json").read_text())["run"]["executions"]}
+    assert codes == {401}
+
+
 def test_newman_fails_when_the_api_does_not_answer(newman: Path, tmp_path: Path) -> None:
     """The collection's assertions fail (and newman exits non-zero) when nothing answers."""
     result = run_newman(

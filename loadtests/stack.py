@@ -9,6 +9,7 @@ started, even when the body raises.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -154,6 +155,14 @@ def kafka(broker: str) -> Iterator[str]:
         subprocess.run([script, "stop"], check=False)
 
 
+def _delete_group(admin: AdminClient, group: str) -> None:
+    """Best effort: a leftover empty group only costs the broker a little memory."""
+    try:
+        admin.delete_consumer_groups([group], request_timeout=10)[group].result(15)
+    except Exception as e:
+        print(f"[stack] could not delete consumer group {group}: {e}", file=sys.stderr)
+
+
 @contextmanager
 def own_stack(
     run_id: str,
@@ -232,3 +241,9 @@ def own_stack(
             for proc in reversed(started):
                 proc.stop()
             admin.delete_topics([topic, f"{topic}.dlq", f"{topic}.alerts"])
+            _delete_group(admin, env["CONSUMER_GROUP"])
+            # The logs stay for the report; the run's data and metrics files go.
+            for path in workdir.glob("readings.db*"):
+                path.unlink(missing_ok=True)
+            for folder in ("api-metrics", "pool-metrics"):
+                shutil.rmtree(workdir / folder, ignore_errors=True)

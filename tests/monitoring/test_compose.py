@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import subprocess
 from importlib import metadata, resources
@@ -17,7 +18,9 @@ from typing import Any
 
 import jsonschema
 import pytest
+from dotenv import dotenv_values
 
+from service.settings import Settings
 from tests.monitoring.files import (
     COMPOSE,
     DASHBOARD_PROVIDERS,
@@ -172,6 +175,37 @@ def test_env_variables_have_defaults() -> None:
     assert seed <= documented
 
 
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and $$, enough for this file."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(3) or ""
+        return variables.get(name) or default
+
+    return re.sub(r"\$\$|\$\{(\w+)(:-([^}]*))?\}", one, value)
+
+
+@pytest.mark.parametrize("dotenv", ["no .env", ".env from .env.example"])
+def test_container_environment_is_valid_configuration(services: dict[str, Any], dotenv: str) -> None:
+    """The api and consumer-pool environments, interpolated as compose does, are settings
+    the components accept (the same parser they use), with or without a .env file."""
+    variables = {} if dotenv == "no .env" else {k: v or "" for k, v in dotenv_values(ROOT / ".env.example").items()}
+    parsed = {}
+    for name in ("api", "consumer-pool"):
+        env = {k: interpolate(v, variables) for k, v in env_of(services[name]).items()}
+        parsed[name] = Settings.from_env(env, dotenv=False)
+        level = env.get("LOG_LEVEL", "INFO")
+        assert isinstance(logging.getLevelName(level), int), f"{name}: LOG_LEVEL {level!r} is not a logging level"
+    api, pool = parsed["api"], parsed["consumer-pool"]
+    assert api.kafka_broker == pool.kafka_broker == "kafka:19092"
+    assert api.topic_name == pool.topic_name
+    assert (api.api_host, api.api_port) == ("0.0.0.0", 5000)
+    assert pool.consumer_metrics_port == 9108
+    assert pool.sink == "postgres" and pool.database_url.startswith("postgresql://")
+
+
 def test_prometheus_scrapes_what_compose_runs(services: dict[str, Any]) -> None:
     config = load_yaml(PROMETHEUS_CONFIG)
     targets = {
@@ -259,6 +293,8 @@ def test_image_has_every_package_the_code_imports() -> None:
         for dist in dists.get(module, [])
         if module not in {"service", "consumer_pool"}
     }
+    first_party = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() or p.suffix == ".py"}
+    assert imported & first_party <= {"service", "consumer_pool"}, "the image has only service/ and consumer_pool/"
     assert third_party, "found no third-party imports at all"
     assert third_party <= runtime, f"imported but not installed in the image: {sorted(third_party - runtime)}"
 

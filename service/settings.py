@@ -85,7 +85,7 @@ class Settings:
     consumer_metrics_port: int = 9108
     consumer_metrics_dir: str = ""
     consumer_batch_size: int = 5000
-    consumer_batch_wait_ms: int = 20
+    consumer_batch_wait_ms: int = 5
     consumer_echo: bool = False
     rdkafka: Mapping[str, str] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ import time
 import psycopg
 
 from consumer_pool.errors import BootError, SinkError
+from consumer_pool.records import utc_text
 from consumer_pool.sinks.base import Sink
 from service.models import Reading
 
@@ -42,12 +43,19 @@ CREATE TABLE IF NOT EXISTS readings_1m (
 );
 """
 
-STAGE = "CREATE TEMP TABLE IF NOT EXISTS readings_stage (LIKE readings) ON COMMIT DELETE ROWS"
+STAGED = "sensor_id, type, ts, value, unit, location, ingested_at_ns"
+STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS readings_stage (sensor_id TEXT, type TEXT, ts TIMESTAMPTZ,"
+    " value DOUBLE PRECISION, unit TEXT, location TEXT, ingested_at_ns BIGINT) ON COMMIT DELETE ROWS"
+)
+
+# COPY text format: backslash, tab, newline and carriage return are escaped; \N is NULL.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 UPSERT = f"""
 WITH new AS (
     INSERT INTO readings ({COLUMNS})
-    SELECT {COLUMNS} FROM readings_stage
+    SELECT {STAGED}, %(stored_at_ns)s FROM readings_stage
     ON CONFLICT (sensor_id, type, ts) DO NOTHING
     RETURNING sensor_id, type, ts, value
 ), folded AS (
@@ -65,7 +73,9 @@ WITH new AS (
 SELECT count(*) FROM new
 """
 
-Row = tuple[object, ...]
+
+def _text(value: str | None) -> str:
+    return "\\N" if value is None else value.translate(_ESCAPES)
 
 
 class PostgresSink(Sink):
@@ -77,7 +87,7 @@ class PostgresSink(Sink):
         self.url = url
         self.connect_timeout = connect_timeout
         self._conn: psycopg.Connection | None = None
-        self._rows: list[Row] = []
+        self._lines: list[str] = []
 
     def setup(self) -> None:
         try:
@@ -117,40 +127,33 @@ class PostgresSink(Sink):
         return psycopg.conninfo.make_conninfo(**params)
 
     def add(self, reading: Reading, ingested_at_ns: int) -> None:
-        self._rows.append(
-            (
-                reading.sensor_id,
-                reading.type,
-                reading.timestamp,
-                reading.value,
-                reading.unit,
-                reading.location,
-                ingested_at_ns,
-            )
+        # PERF: one COPY text line per reading, built here; psycopg's write_row() was a
+        # fifth of a worker's CPU. sensor_id is [A-Za-z0-9._:-] and needs no escaping.
+        self._lines.append(
+            f"{reading.sensor_id}\t{_text(reading.type)}\t{utc_text(reading.timestamp)}\t{reading.value!r}"
+            f"\t{_text(reading.unit)}\t{_text(reading.location)}\t{ingested_at_ns}\n"
         )
 
     def flush(self) -> int:
-        if not self._rows:
+        if not self._lines:
             return 0
-        stored_at = time.time_ns()
         try:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = self._connect()
             conn = self._conn
             with conn.transaction(), conn.cursor() as cur:
-                with cur.copy(f"COPY readings_stage ({COLUMNS}) FROM STDIN") as copy:
-                    for row in self._rows:
-                        copy.write_row((*row, stored_at))
-                cur.execute(UPSERT)
+                with cur.copy(f"COPY readings_stage ({STAGED}) FROM STDIN") as copy:
+                    copy.write("".join(self._lines).encode())
+                cur.execute(UPSERT, {"stored_at_ns": time.time_ns()})
                 (inserted,) = cur.fetchone()  # type: ignore[misc]
             return int(inserted)
         except psycopg.Error as e:
             raise SinkError(f"PostgreSQL write failed: {e}") from e
         finally:
-            self._rows = []
+            self._lines = []
 
     def close(self) -> None:
-        self._rows = []
+        self._lines = []
         if self._conn is not None:
             self._conn.close()
             self._conn = None

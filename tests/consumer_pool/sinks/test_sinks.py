@@ -87,3 +87,12 @@ def test_postgres_that_cannot_be_reached_is_a_boot_error() -> None:
 def test_postgres_sink_without_a_database_url_is_a_boot_error() -> None:
     with pytest.raises(BootError, match="DATABASE_URL"):
         make_sink(Settings(sink="postgres"))
+
+
+def test_text_needing_escapes_round_trips(sink: tuple[Sink, str]) -> None:
+    s, where = sink
+    odd = Reading("s1", datetime(2025, 11, 17, 14, 0, tzinfo=timezone.utc), "t\\ab\tc", -1.5e300, "°C\n", "a\\Nb\r")
+    assert write(s, [odd]) == 1
+    assert rows(s, where, "SELECT type, value, unit, location FROM readings") == [
+        (odd.type, odd.value, odd.unit, odd.location)
+    ]

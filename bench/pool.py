@@ -1,0 +1,334 @@
+"""`python -m bench.pool`: the consumer pool's throughput and latency (make bench, pool part).
+
+1. Pre-fill a fresh 6-partition topic with BENCH_POOL_RECORDS (500,000) readings.
+2. Drain it with `python -m consumer_pool` (CONSUMER_WORKERS, default 2) into SQLite, then
+   into PostgreSQL (a fresh database): readings/s from the rows' stored_at_ns span.
+3. A steady 1,000 readings/s for BENCH_POOL_STEADY_S seconds into PostgreSQL: e2e latency
+   (header ingested_at_ns -> stored) from the rows and from the pool's histogram.
+
+Env: BENCH_KAFKA_BROKER, BENCH_DATABASE_URL (set by deploy/local/bench.sh). Results replace
+the "Consumer pool" section of BENCHMARKS.md (skip with --no-write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import psycopg
+import requests
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.common import ROOT, machine, now, write_section
+
+SENSORS = 1000
+TARGET_PG = 50_000
+
+
+@dataclass
+class Throughput:
+    sink: str
+    records: int
+    seconds: float  # first row stored -> last row stored
+    wall: float  # pool start -> last row stored (boot and group join included)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+@dataclass
+class Latency:
+    rate: int
+    seconds: int
+    records: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    hist_p99_ms: float
+
+
+def reading(i: int) -> bytes:
+    second, sensor = divmod(i, SENSORS)
+    ts = f"2025-11-{17 + second // 86400:02d}T{second // 3600 % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}Z"
+    body = {"sensor_id": f"bench{sensor:04d}", "timestamp": ts, "type": "temperature", "value": 20 + (i % 200) / 10}
+    return msgspec.json.encode({**body, "unit": "C", "location": "bench"})
+
+
+def producer(broker: str, linger_ms: int) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": broker,
+            "enable.idempotence": True,
+            "compression.type": "lz4",
+            "linger.ms": linger_ms,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
+def produce_range(p: Producer, topic: str, start: int, stop: int) -> None:
+    for i in range(start, stop):
+        value = reading(i)
+        headers = [("ingested_at_ns", str(time.time_ns()).encode())]
+        while True:
+            try:
+                p.produce(topic, value=value, key=value[14:22], headers=headers)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 5000 == 0:
+            p.poll(0)
+
+
+def prefill(broker: str, topic: str, count: int) -> float:
+    started = time.perf_counter()
+    p = producer(broker, 50)
+    produce_range(p, topic, 0, count)
+    if p.flush(120):
+        raise SystemExit("pre-fill: records left undelivered")
+    return time.perf_counter() - started
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def stored(samples: dict) -> float:
+    return sum(
+        v for (n, ls), v in samples.items() if n == "sensor_consumer_readings_total" and ("result", "stored") in ls
+    )
+
+
+def histogram_quantile(samples: dict, name: str, q: float) -> float:
+    """Prometheus-style quantile (linear inside the bucket) from cumulative buckets."""
+    buckets = sorted((float(dict(ls)["le"]), v) for (n, ls), v in samples.items() if n == f"{name}_bucket")
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            return upper if upper == float("inf") else lower + (upper - lower) * (rank - below) / max(count - below, 1)
+        lower, below = upper, count
+    return float("inf")
+
+
+@contextmanager
+def pool(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "consumer_pool"], cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out
+        )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_stored(proc: subprocess.Popen[bytes], port: int, count: int, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"pool exited with {proc.returncode}; see {log}")
+        try:
+            if stored(scrape(port)) >= count:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"pool stored fewer than {count} readings in {timeout}s; see {log}")
+
+
+def drain(sink: str, env: dict[str, str], count: int, span: Callable[[], tuple[int, int]], log: Path) -> Throughput:
+    port = int(env["CONSUMER_METRICS_PORT"])
+    started = time.perf_counter()
+    with pool({**env, "SINK": sink}, log) as proc:
+        wait_stored(proc, port, count, 600, log)
+        wall = time.perf_counter() - started
+    first, last = span()
+    return Throughput(sink, count, (last - first) / 1e9, wall)
+
+
+def steady(broker: str, topic: str, env: dict[str, str], rate: int, seconds: int, url: str, log: Path) -> Latency:
+    port = int(env["CONSUMER_METRICS_PORT"])
+    count = rate * seconds
+    with pool({**env, "SINK": "postgres", "TOPIC_NAME": topic, "DATABASE_URL": url}, log) as proc:
+        wait_stored(proc, port, 0, 60, log)
+        time.sleep(5)  # let the group settle before measuring
+        p = producer(broker, 5)  # like the API: a few ms of linger
+        # NOTE: warm up first: a new idempotent producer needs metadata and a producer id,
+        # which would otherwise show up as a few hundred ms on the first readings.
+        produce_range(p, topic, 9_000_000, 9_000_100)
+        p.flush(30)
+        wait_stored(proc, port, 100, 60, log)
+        before = scrape(port)
+        measured_from = time.time_ns()
+        t0 = time.perf_counter()
+        sent = 0
+        offset = 10_000_000  # distinct keys from the pre-fill
+        while sent < count:
+            due = min(count, int((time.perf_counter() - t0) * rate) + 1)
+            if due > sent:
+                produce_range(p, topic, offset + sent, offset + due)
+                sent = due
+            p.poll(0)
+            time.sleep(0.001)
+        p.flush(30)
+        wait_stored(proc, port, count + 100, 120, log)
+        samples = scrape(port)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT stored_at_ns - ingested_at_ns FROM readings WHERE ingested_at_ns >= %s", [measured_from]
+        )
+        lat = [r[0] / 1e6 for r in rows]
+    q = statistics.quantiles(lat, n=100)
+    delta = {key: value - before.get(key, 0.0) for key, value in samples.items()}
+    hist = histogram_quantile(delta, "sensor_pipeline_e2e_latency_seconds", 0.99) * 1000
+    return Latency(rate, seconds, len(lat), q[49], q[98], max(lat), hist)
+
+
+@contextmanager
+def database(base_url: str) -> Iterator[str]:
+    name = f"bench_pool_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.pool", description=__doc__.splitlines()[0])
+    p.add_argument("--records", type=int, default=int(os.environ.get("BENCH_POOL_RECORDS", "500000")))
+    p.add_argument("--steady-seconds", type=int, default=int(os.environ.get("BENCH_POOL_STEADY_S", "30")))
+    p.add_argument("--workers", type=int, default=int(os.environ.get("CONSUMER_WORKERS", "2")))
+    p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = p.parse_args(argv)
+    broker = os.environ.get("BENCH_KAFKA_BROKER", "127.0.0.1:9092")
+    base_url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/sensors")
+    run = uuid.uuid4().hex[:8]
+    topic, steady_topic = f"bench-pool-{run}", f"bench-pool-steady-{run}"
+    work = Path(tempfile.mkdtemp(prefix="bench-pool-"))
+    logs = ROOT / ".run" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {
+        "KAFKA_BROKER": broker,
+        "TOPIC_NAME": topic,
+        "DLQ_TOPIC": f"{topic}.dlq",
+        "ALERTS_TOPIC": f"{topic}.alerts",
+        "CONSUMER_WORKERS": str(args.workers),
+        "CONSUMER_METRICS_PORT": str(19000 + os.getpid() % 1000),
+        "CONSUMER_METRICS_DIR": str(work / "metrics"),
+        "CONSUMER_ECHO": "false",
+        "ALERT_RULES": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    admin = AdminClient({"bootstrap.servers": broker})
+    for future in admin.create_topics([NewTopic(topic, 6, 1), NewTopic(steady_topic, 6, 1)]).values():
+        future.result(30)
+    try:
+        print(f"[bench] pre-filling {topic} with {args.records:,} readings", flush=True)
+        fill = prefill(broker, topic, args.records)
+        print(f"[bench] pre-filled in {fill:.1f}s", flush=True)
+
+        db = str(work / "readings.db")
+
+        def sqlite_span() -> tuple[int, int]:
+            with sqlite3.connect(db) as conn:
+                return conn.execute("SELECT min(stored_at_ns), max(stored_at_ns) FROM readings").fetchone()
+
+        lite = drain(
+            "sqlite",
+            {**env, "SQLITE_PATH": db, "CONSUMER_GROUP": f"bench-sqlite-{run}"},
+            args.records,
+            sqlite_span,
+            logs / "bench-pool-sqlite.log",
+        )
+        print(f"[bench] sqlite: {lite.rate:,.0f} readings/s ({lite.seconds:.1f}s; wall {lite.wall:.1f}s)", flush=True)
+
+        with database(base_url) as url:
+
+            def pg_span() -> tuple[int, int]:
+                with psycopg.connect(url) as conn:
+                    return conn.execute("SELECT min(stored_at_ns), max(stored_at_ns) FROM readings").fetchone()
+
+            pg = drain(
+                "postgres",
+                {**env, "DATABASE_URL": url, "CONSUMER_GROUP": f"bench-pg-{run}"},
+                args.records,
+                pg_span,
+                logs / "bench-pool-postgres.log",
+            )
+        print(f"[bench] postgres: {pg.rate:,.0f} readings/s ({pg.seconds:.1f}s; wall {pg.wall:.1f}s)", flush=True)
+
+        with database(base_url) as url:
+            steady_env = {**env, "CONSUMER_GROUP": f"bench-steady-{run}", "DLQ_TOPIC": f"{steady_topic}.dlq"}
+            lat = steady(
+                broker, steady_topic, steady_env, 1000, args.steady_seconds, url, logs / "bench-pool-steady.log"
+            )
+        print(
+            f"[bench] steady {lat.rate}/s x {lat.seconds}s -> e2e p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms,"
+            f" max {lat.max_ms:.1f} ms (histogram p99 {lat.hist_p99_ms:.1f} ms)",
+            flush=True,
+        )
+    finally:
+        admin.delete_topics([topic, steady_topic, f"{topic}.dlq", f"{topic}.alerts", f"{steady_topic}.dlq"])
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+
+    if not args.no_write:
+        write_section("Consumer pool (Kafka -> sink)", report(args, lite, pg, lat, fill))
+        print("[bench] BENCHMARKS.md updated", flush=True)
+    return 0
+
+
+def report(args: argparse.Namespace, lite: Throughput, pg: Throughput, lat: Latency, fill: float) -> str:
+    verdict = "met" if pg.rate >= TARGET_PG else "**missed** (see the profile below)"
+    return f"""
+Measured {now()} on {machine()}.
+Command: `deploy/local/bench.sh pool` (= `flock /tmp/sensor-pipeline-bench.lock .venv/bin/python -m bench.pool`).
+{args.workers} worker processes, CONSUMER_BATCH_SIZE=5000, CONSUMER_BATCH_WAIT_MS=5; the pre-filled topic has
+{args.records:,} readings over 6 partitions (written in {fill:.1f}s); readings/s is counted from the first to the
+last row's `stored_at_ns` (wall time includes boot and the group join).
+
+| run | readings | readings/s | seconds | wall s | target |
+|---|---|---|---|---|---|
+| Kafka -> SQLite | {lite.records:,} | {lite.rate:,.0f} | {lite.seconds:.1f} | {lite.wall:.1f} | — |
+| Kafka -> PostgreSQL | {pg.records:,} | {pg.rate:,.0f} | {pg.seconds:.1f} | {pg.wall:.1f} | {TARGET_PG:,}: {verdict} |
+
+Steady {lat.rate:,} readings/s for {lat.seconds}s into PostgreSQL (producer lingers 5 ms like the API; e2e =
+header `ingested_at_ns` -> row written): p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms, max {lat.max_ms:.1f} ms
+over {lat.records:,} rows; the pool's `sensor_pipeline_e2e_latency_seconds` (observed after commit) gives
+p99 ≈ {lat.hist_p99_ms:.1f} ms.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

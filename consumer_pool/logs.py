@@ -30,4 +30,4 @@ def configure(role: str, level: str = "INFO") -> None:
     handler.setFormatter(logging.Formatter(f"%(asctime)s [%(levelname)s] [{role} %(process)d] %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())

@@ -38,6 +38,12 @@ QUEUE_DEPTH = Gauge(
     "Messages in the producers' local queues",
     multiprocess_mode="livesum",
 )
+# NOTE: create the known label values at zero, so the first event is an increase that
+# rate()/increase() and the alert rules can see (a series born at 1 shows no increase).
+for _result in ("accepted", "rejected", "failed"):
+    READINGS.labels(_result)
+for _reason in ("timeout", "queue_full"):
+    DELIVERY_ERRORS.labels(_reason)
 
 # NOTE: not in DESIGN.md's list; one series per live worker (pid label) so a single scrape
 # shows how requests spread over gunicorn workers.

@@ -199,7 +199,7 @@ def test_one_scrape_covers_every_worker(start_api: ApiFactory) -> None:
     posts = {labels["status"]: v for labels, v in metrics["sensor_api_requests_total"] if labels["route"] == "/sensor"}
     assert posts == {"202": 200.0, "400": 1.0}
     readings = {labels["result"]: v for labels, v in metrics["sensor_api_readings_total"]}
-    assert readings == {"accepted": 200.0, "rejected": 1.0}
+    assert readings == {"accepted": 200.0, "rejected": 1.0, "failed": 0.0}
     buckets = {labels["le"]: v for labels, v in metrics["sensor_kafka_delivery_duration_seconds_bucket"]}
     assert buckets["+Inf"] == 200.0
     assert metrics["sensor_kafka_queue_depth"][0][1] == 0.0

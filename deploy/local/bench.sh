@@ -6,6 +6,14 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 export RUN_DIR="${RUN_DIR:-$ROOT/.run}"
 mkdir -p "$RUN_DIR/logs"
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[bench] installing wrk (Debian) for the HTTP load"
+    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+  else
+    echo "[bench] wrk is needed for the HTTP benchmarks: sudo apt-get install wrk" >&2; exit 1
+  fi
+fi
 deploy/local/kafka.sh start
 deploy/local/postgres.sh start
 export BENCH_KAFKA_BROKER="127.0.0.1:${KAFKA_PORT:-9092}"

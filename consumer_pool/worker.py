@@ -91,6 +91,7 @@ class Worker:
         self.consumer = Consumer(consumer_config(settings), logger=log)
         self.producer = Producer(producer_config(settings), logger=log)
         self._lag_due = 0.0
+        self._uncommitted: dict[int, int] = {}  # partition -> offset whose commit failed
         self._sink_write = metrics.SINK_WRITE.labels(sink.name)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -112,6 +113,8 @@ class Worker:
                 batch = self.poll_batch()
                 if batch:
                     self.process(batch)
+                elif self._uncommitted:
+                    self.commit({})
                 self.update_lag()
                 if os.getppid() != self.parent:
                     log.error("supervisor is gone; stopping")
@@ -124,6 +127,8 @@ class Worker:
         left = self.producer.flush(10)
         if left:
             log.error("%d DLQ/alert records undelivered at shutdown", left)
+        elif self._uncommitted:
+            self.commit({})
         self.consumer.close()
         self.sink.close()
         log.info("worker %d left the group and closed its sink", self.slot)
@@ -250,17 +255,26 @@ class Worker:
             metrics.ALERTS.labels(alert.rule).inc()
         self.producer.poll(0)
 
-    def commit(self, offsets: dict[int, int]) -> None:
-        """Synchronous commit of the batch; a failure (rebalance) only means a replay later."""
-        tps = [TopicPartition(self.settings.topic_name, p, o) for p, o in offsets.items()]
+    def commit(self, offsets: dict[int, int]) -> bool:
+        """Synchronous commit of the batch plus any earlier commit that failed.
+
+        A failed commit (e.g. during a rebalance) is kept and retried on the next loop or
+        on revoke; if the partition moves first, its new owner replays (the store dedupes).
+        """
+        for partition, offset in offsets.items():
+            self._uncommitted[partition] = max(offset, self._uncommitted.get(partition, 0))
+        if not self._uncommitted:
+            return True
+        tps = [TopicPartition(self.settings.topic_name, p, o) for p, o in self._uncommitted.items()]
         try:
             self.consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as e:
-            log.warning(
-                "commit of %s failed (records will be replayed, the store dedupes): %s",
-                offsets,
-                e,
-            )
+            owned = {tp.partition for tp in self.consumer.assignment()}
+            self._uncommitted = {p: o for p, o in self._uncommitted.items() if p in owned}
+            log.warning("commit failed (retrying %s; moved partitions are replayed): %s", self._uncommitted, e)
+            return False
+        self._uncommitted.clear()
+        return True
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -281,23 +295,21 @@ class Worker:
         self._lag_due = 0.0
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if partitions:
-            log.info(
-                "worker %d revoked partitions %s",
-                self.slot,
-                sorted(tp.partition for tp in partitions),
-            )
-        for tp in partitions:
-            metrics.LAG.labels(str(tp.partition)).set(0)
+        revoked = {tp.partition for tp in partitions}
+        if revoked:
+            log.info("worker %d revoked partitions %s", self.slot, sorted(revoked))
+        if revoked & self._uncommitted.keys():
+            self.commit({})  # NOTE: the last chance while we still own them
+        for partition in revoked:
+            self._uncommitted.pop(partition, None)
+            metrics.LAG.labels(str(partition)).set(0)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning(
-            "worker %d lost partitions %s",
-            self.slot,
-            sorted(tp.partition for tp in partitions),
-        )
-        for tp in partitions:
-            metrics.LAG.labels(str(tp.partition)).set(0)
+        lost = {tp.partition for tp in partitions}
+        log.warning("worker %d lost partitions %s (their new owner replays)", self.slot, sorted(lost))
+        for partition in lost:
+            self._uncommitted.pop(partition, None)
+            metrics.LAG.labels(str(partition)).set(0)
 
     def update_lag(self) -> None:
         """sensor_consumer_lag{partition} for this worker's partitions, about once a second."""
@@ -338,4 +350,8 @@ def main(settings: Settings, slot: int, heartbeat: object) -> None:
         signal.signal(signal.SIGTERM, worker.stop if worker else signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD})
     log.info("worker %d booted (sink %s)", slot, sink.name)
-    worker.run()
+    try:
+        worker.run()
+    except Exception:  # process boundary: log it as one record, the supervisor restarts us
+        log.exception("worker %d crashed; its uncommitted batch will be replayed", slot)
+        sys.exit(1)

@@ -348,7 +348,7 @@ def main(settings: Settings, slot: int, heartbeat: object) -> None:
     finally:
         # Signals were blocked by the supervisor while spawning; handle them from here on.
         signal.signal(signal.SIGTERM, worker.stop if worker else signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
     log.info("worker %d booted (sink %s)", slot, sink.name)
     try:
         worker.run()

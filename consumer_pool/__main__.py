@@ -44,9 +44,9 @@ def metrics_dir(settings: Settings) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logs.configure("supervisor", os.environ.get("LOG_LEVEL", "INFO"))
     try:
         settings = Settings.from_env()
+        logs.configure("supervisor", settings.log_level)
         overrides = {
             "consumer_workers": args.workers,
             "sink": args.sink,

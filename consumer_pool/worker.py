@@ -328,7 +328,7 @@ class Worker:
 
 def main(settings: Settings, slot: int, heartbeat: object) -> None:
     """Entry point of a spawned worker process (multiprocessing 'spawn')."""
-    logs.configure(f"worker-{slot}", os.environ.get("LOG_LEVEL", "INFO"))
+    logs.configure(f"worker-{slot}", settings.log_level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # NOTE: Ctrl-C reaches the group; the supervisor decides
     worker: Worker | None = None
 

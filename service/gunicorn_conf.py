@@ -25,7 +25,7 @@ graceful_timeout = 30
 timeout = 60
 keepalive = 5
 accesslog = None
-loglevel = os.environ.get("LOG_LEVEL", "info")
+loglevel = _settings.log_level.lower()
 proc_name = "sensor-api"
 # NOTE: gunicorn 27 opens a control socket at one fixed path by default; two instances
 # (make up beside make test) would fight over it, and we do not use it.

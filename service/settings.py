@@ -87,6 +87,7 @@ class Settings:
     consumer_batch_size: int = 5000
     consumer_batch_wait_ms: int = 5
     consumer_echo: bool = False
+    log_level: str = "INFO"
     rdkafka: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -124,6 +125,12 @@ class Settings:
             consumer_batch_size=_int(env, "CONSUMER_BATCH_SIZE", d.consumer_batch_size, 1),
             consumer_batch_wait_ms=_int(env, "CONSUMER_BATCH_WAIT_MS", d.consumer_batch_wait_ms, 0),
             consumer_echo=_bool(env, "CONSUMER_ECHO", d.consumer_echo),
+            log_level=_choice(
+                {"LOG_LEVEL": env.get("LOG_LEVEL", "").strip().upper()},
+                "LOG_LEVEL",
+                d.log_level,
+                ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+            ),
             rdkafka=rdkafka_overrides(env),
         )
 

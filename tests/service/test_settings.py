@@ -21,6 +21,11 @@ def test_values_come_from_the_environment() -> None:
     assert s.api_keys == {"k1", "k2"}
 
 
+def test_log_level_is_case_insensitive() -> None:
+    assert Settings.from_env({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    assert Settings.from_env({}).log_level == "INFO"
+
+
 def test_rdkafka_variables_become_librdkafka_settings() -> None:
     s = Settings.from_env(
         {"RDKAFKA_SECURITY_PROTOCOL": "SASL_SSL", "RDKAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_BROKER": "b:9093"}
@@ -39,6 +44,7 @@ def test_rdkafka_variables_become_librdkafka_settings() -> None:
         ({"API_WORKERS": "0"}, "API_WORKERS must be >= 1"),
         ({"ACK_MODE": "maybe"}, "ACK_MODE must be one of delivered, enqueued"),
         ({"SINK": "mongo"}, "SINK must be one of"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], words: str) -> None:

@@ -30,7 +30,7 @@ fetch() {
   [ -f "$CACHE/.complete" ] && return 0
   say "fetching Apache Kafka $VERSION from Maven Central into ${CACHE#$ROOT/} (once, about a minute)"
   mkdir -p "$CACHE"
-  mvn -B -q -f "$HERE/pom.xml" dependency:copy-dependencies \
+  mvn -B -q -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$CACHE/libs" \
     || die "mvn could not fetch Kafka $VERSION (is Maven Central reachable?)"
   touch "$CACHE/.complete"

@@ -326,7 +326,7 @@ last row's `stored_at_ns` (wall time includes boot and the group join).
 Steady {lat.rate:,} readings/s for {lat.seconds}s into PostgreSQL (the producer lingers 5 ms like the API). From the
 rows, e2e = header `ingested_at_ns` -> `stored_at_ns` (taken just before the write transaction):
 p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms, max {lat.max_ms:.1f} ms over {lat.records:,} rows. The pool's own
-`sensor_pipeline_e2e_latency_seconds` (observed after the commit; p99 interpolated inside its 25/50 ms buckets,
+`sensor_pipeline_e2e_latency_seconds` (observed after the commit; p99 interpolated inside its buckets,
 so coarse) gives p99 ≈ {lat.hist_p99_ms:.1f} ms.
 
 Profile (py-spy 0.4.3, `py-spy record --subprocesses` on the pool draining 300,000 readings into PostgreSQL): before

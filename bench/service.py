@@ -103,11 +103,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per scenario; the median is reported")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--api-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the API runs, e.g. API_WORKERS=3 or RDKAFKA_LINGER_MS=2 (repeatable)",
+    )
     args = parser.parse_args()
 
     broker = os.environ.get("BENCH_KAFKA_BROKER", "127.0.0.1:9092")
     topic = f"bench-service-{uuid.uuid4().hex[:8]}"
     env = {"KAFKA_BROKER": broker, "TOPIC_NAME": topic, "DLQ_TOPIC": f"{topic}.dlq", "ALERTS_TOPIC": f"{topic}.alerts"}
+    env.update(item.split("=", 1) for item in args.api_env)
     batch_lua = BATCH_LUA % {"size": args.batch_size}
     results: list[str] = []
 
@@ -149,13 +157,14 @@ def main() -> None:
     flags = (
         f"--seconds {args.seconds} --repeats {args.repeats} --connections {args.connections} "
         f"--batch-size {args.batch_size}"
-    )
+    ) + "".join(f" --api-env {item}" for item in args.api_env)
     command = f"make bench  (python -m bench.service {flags})"
     table = "\n".join(
         [
             f"Measured {now()} on {machine()}; command: `{command}`; load generator wrk "
             f"(1 thread, {args.connections} connections, closed loop) on the same machine; "
-            "API_WORKERS=2, API_THREADS=16; broker on the same machine.",
+            f"API settings: defaults (API_WORKERS=2, API_THREADS=16) plus {', '.join(args.api_env) or 'nothing'}; "
+            "broker on the same machine.",
             "",
             f"Each row is the median of {args.repeats} runs (by requests/s) after a 3 s warm-up; the range "
             "of readings/s over the runs is in brackets. Errors are non-2xx answers (503 = back-pressure).",

@@ -48,6 +48,25 @@ class WrkResult:
         return self.requests / self.seconds
 
 
+# One reading per request, unique on (sensor_id, type, timestamp) for 3,000,000 requests.
+_SINGLE_LUA = """
+local n = 0
+local types = {"temperature", "humidity", "pressure", "co2"}
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{"sensor_id":"%(prefix)s%%d","timestamp":"%(hour)s:%%02d:%%02d.%%06dZ","type":"%%s","value":%%d.25,"unit":"C","location":"lab"}',
+    n %% 5000, math.floor(n / 1000000) %% 60, n %% 60, n %% 1000000, types[n %% 4 + 1], n %% 40)
+  return wrk.format("POST", "/sensor", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def single_reading_lua(prefix: str = "bench-", hour: str = "2025-11-17T14") -> str:
+    """wrk request script posting one reading per request to /sensor."""
+    return _SINGLE_LUA % {"prefix": prefix, "hour": hour}
+
+
 _RESULT = re.compile(r"RESULT (.*)")
 
 _DONE = """

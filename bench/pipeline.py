@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.common import machine, now, write_section, wrk
+from bench.common import machine, now, single_reading_lua, write_section, wrk
 from loadtests.counting import Store
 from loadtests.gate import E2E, Load, run_locust, wait_for_store, warm_up
 from loadtests.histogram import Histogram, scrape_histogram
@@ -30,19 +30,6 @@ from loadtests.stack import ROOT, Endpoints, own_stack
 
 HEADING = "Whole pipeline (Locust -> API -> Kafka -> pool -> store)"
 WRK_CONNECTIONS = 64
-
-# One reading per request, unique on (sensor_id, type, timestamp) for 3,000,000 requests.
-WRK_LUA = """
-local n = 0
-local types = {"temperature", "humidity", "pressure", "co2"}
-request = function()
-  n = n + 1
-  local body = string.format(
-    '{"sensor_id":"%(prefix)s%%d","timestamp":"%(hour)s:%%02d:%%02d.%%06dZ","type":"%%s","value":%%d.25,"unit":"C","location":"lab"}',
-    n %% 5000, math.floor(n / 1000000) %% 60, n %% 60, n %% 1000000, types[n %% 4 + 1], n %% 40)
-  return wrk.format("POST", "/sensor", {["Content-Type"] = "application/json"}, body)
-end
-"""
 
 
 @dataclass(frozen=True)
@@ -102,7 +89,7 @@ def wrk_level(endpoints: Endpoints, store: Store, run_id: str, seconds: int) -> 
     """As much as the stack takes: wrk, closed loop, single readings."""
     tag = f"{run_id}max"
     hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
-    lua = WRK_LUA % {"prefix": f"{tag}-", "hour": hour}
+    lua = single_reading_lua(prefix=f"{tag}-", hour=hour)
     before = scrape_histogram(endpoints.pool_metrics_url, E2E)
     print(f"[bench] wrk -t1 -c{WRK_CONNECTIONS} -d{seconds}s {endpoints.api_url}/sensor", flush=True)
     result = wrk(f"{endpoints.api_url}/sensor", lua, seconds, WRK_CONNECTIONS)

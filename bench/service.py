@@ -20,19 +20,7 @@ from contextlib import contextmanager
 
 import requests
 
-from bench.common import ROOT, WrkResult, machine, now, write_section, wrk
-
-SINGLE_LUA = """
-local n = 0
-local types = {"temperature", "humidity", "pressure", "co2"}
-request = function()
-  n = n + 1
-  local body = string.format(
-    '{"sensor_id":"bench-%d","timestamp":"2025-11-17T14:20:%02d.%06dZ","type":"%s","value":%d.25,"unit":"C","location":"lab"}',
-    n % 5000, n % 60, n % 1000000, types[n % 4 + 1], n % 100)
-  return wrk.format("POST", "/sensor", {["Content-Type"] = "application/json"}, body)
-end
-"""
+from bench.common import ROOT, WrkResult, machine, now, single_reading_lua, write_section, wrk
 
 BATCH_LUA = """
 local parts = {}
@@ -131,7 +119,7 @@ def main() -> None:
         print(results[-1], flush=True)
 
     with serve("service.wsgi:app", 5071, env) as base:
-        run("API, delivered, single", base, SINGLE_LUA, "/sensor", 1, "3,000 req/s")
+        run("API, delivered, single", base, single_reading_lua(), "/sensor", 1, "3,000 req/s")
         run(
             f"API, delivered, batch of {args.batch_size}",
             base,
@@ -141,10 +129,10 @@ def main() -> None:
             "100,000 readings/s",
         )
     with serve("service.wsgi:app", 5072, {**env, "ACK_MODE": "enqueued"}) as base:
-        run("API, enqueued, single", base, SINGLE_LUA, "/sensor", 1, "")
+        run("API, enqueued, single", base, single_reading_lua(), "/sensor", 1, "")
         run(f"API, enqueued, batch of {args.batch_size}", base, batch_lua, "/sensor/batch", args.batch_size, "")
     with serve("bench.bare_app:app", 5073, env) as base:
-        run("bare Falcon + msgspec, no Kafka, single", base, SINGLE_LUA, "/sensor", 1, "(baseline)")
+        run("bare Falcon + msgspec, no Kafka, single", base, single_reading_lua(), "/sensor", 1, "(baseline)")
         run(
             f"bare Falcon + msgspec, no Kafka, batch of {args.batch_size}",
             base,

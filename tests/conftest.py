@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
+import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -34,6 +35,20 @@ def database_url() -> str:
         subprocess.run([script, "start"], check=True)
         url = subprocess.run([script, "url"], check=True, capture_output=True, text=True).stdout.strip()
     return url
+
+
+@pytest.fixture
+def pg_url(database_url: str) -> Iterator[str]:
+    """A database of its own (dropped afterwards), so tests never see each other's rows."""
+    name = unique("test_db").replace("-", "_")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = database_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -7,26 +7,11 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.support import PYTHON, Proc, spawn, unique, wait_for
+from tests.support import PYTHON, Proc, spawn, wait_for
 
 PoolFactory = Callable[..., Proc]
-
-
-@pytest.fixture
-def pg_url(database_url: str) -> Iterator[str]:
-    """A database of its own (dropped afterwards), so tests never see each other's rows."""
-    name = unique("test_pool").replace("-", "_")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -18,20 +17,6 @@ from tests.monitoring.files import ALERT_RULES, PROMETHEUS_CONFIG, load_yaml
 from tests.support import PYTHON, Proc, free_port, spawn, unique, wait_for, wait_http
 
 PrometheusFactory = Callable[[dict[str, list[str]]], str]
-
-
-@pytest.fixture
-def pool_database(database_url: str) -> Iterator[str]:
-    """A PostgreSQL database for this test only (dropped afterwards)."""
-    name = unique("test_monitoring").replace("-", "_")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -47,7 +32,7 @@ def rejecting_topic(kafka_broker: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def start_pool(pipeline_env: dict[str, str], pool_database: str, tmp_path: Path) -> Iterator[Callable[[], str]]:
+def start_pool(pipeline_env: dict[str, str], pg_url: str, tmp_path: Path) -> Iterator[Callable[[], str]]:
     """Start `python -m consumer_pool` (SINK=postgres); returns its metrics URL."""
     with ExitStack() as stack:
 
@@ -55,7 +40,7 @@ def start_pool(pipeline_env: dict[str, str], pool_database: str, tmp_path: Path)
             env = {
                 **pipeline_env,
                 "SINK": "postgres",
-                "DATABASE_URL": pool_database,
+                "DATABASE_URL": pg_url,
                 "CONSUMER_WORKERS": "2",
                 "CONSUMER_METRICS_DIR": str(tmp_path / "pool-metrics"),
             }

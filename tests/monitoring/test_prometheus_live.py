@@ -109,7 +109,7 @@ def test_dashboard_and_alert_expressions_return_data(
     start_prometheus: PrometheusFactory,
     rejecting_topic: str,
     pipeline_env: dict[str, str],
-    pool_database: str,
+    pg_url: str,
     tmp_path: Path,
 ) -> None:
     api, _ = start_api()
@@ -197,7 +197,7 @@ def test_dashboard_and_alert_expressions_return_data(
     ((title, sql),) = sql_targets(dashboard())
 
     def rows() -> dict[tuple[str, str], dict[str, Any]]:
-        with psycopg.connect(pool_database) as conn:
+        with psycopg.connect(pg_url) as conn:
             cursor = conn.execute(sql)
             names = [c.name for c in cursor.description]
             found = {(r[0], r[1]): dict(zip(names, r, strict=True)) for r in cursor.fetchall()}

@@ -28,6 +28,9 @@ trap 'exit 130' INT TERM
 say "installing Python dependencies"
 make -s install || exit 1
 
+say "lint (ruff)"
+make -s lint || exit 1
+
 say "fetching and starting Kafka"
 if deploy/local/kafka.sh status >/dev/null 2>&1; then
   say "Kafka already running; using it"

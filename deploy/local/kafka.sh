@@ -36,7 +36,8 @@ fetch() {
   touch "$CACHE/.complete"
 }
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+. "$ROOT/deploy/local/pidfile.sh"
+running() { pid_alive "$PIDFILE"; }
 
 java_run() { java -Dlog4j2.configurationFile="$HERE/log4j2.yaml" -cp "$CACHE/libs/*" "$@"; }
 
@@ -76,15 +77,7 @@ PY
   say "ready on 127.0.0.1:$PORT"
 }
 
-stop() {
-  if ! running; then rm -f "$PIDFILE"; say "not running"; return 0; fi
-  local pid; pid=$(cat "$PIDFILE")
-  say "stopping pid $pid"
-  kill -TERM "$pid"
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  if kill -0 "$pid" 2>/dev/null; then say "still up after 30 s, killing"; kill -KILL "$pid"; fi
-  rm -f "$PIDFILE"
-}
+stop() { stop_pidfile kafka "$PIDFILE" 30; }
 
 case "${1:-}" in
   fetch) fetch ;;

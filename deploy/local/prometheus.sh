@@ -24,7 +24,8 @@ SRC="$ROOT/monitoring/prometheus"
 say() { printf '[prometheus] %s\n' "$*"; }
 die() { printf '[prometheus] error: %s\n' "$*" >&2; exit 1; }
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+. "$ROOT/deploy/local/pidfile.sh"
+running() { pid_alive "$PIDFILE"; }
 
 need() {
   command -v prometheus >/dev/null || die "prometheus not found (Debian: apt-get install prometheus)"
@@ -60,15 +61,7 @@ start() {
   die "prometheus did not become ready in 30 s, see ${LOG#$ROOT/}"
 }
 
-stop() {
-  if ! running; then rm -f "$PIDFILE"; say "not running"; return 0; fi
-  local pid; pid=$(cat "$PIDFILE")
-  say "stopping pid $pid"
-  kill -TERM "$pid"
-  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-  rm -f "$PIDFILE"
-}
+stop() { stop_pidfile prometheus "$PIDFILE" 20; }
 
 case "${1:-}" in
   start) start ;;

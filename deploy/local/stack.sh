@@ -18,7 +18,8 @@ API_PORT="${API_PORT:-5000}"
 CONSUMER_METRICS_PORT="${CONSUMER_METRICS_PORT:-9108}"
 
 say() { printf '[stack] %s\n' "$*"; }
-alive() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+. "$ROOT/deploy/local/pidfile.sh"
+alive() { pid_alive "$RUN_DIR/$1.pid"; }
 docker_engine() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
 
 start_proc() {  # name, command...
@@ -30,16 +31,7 @@ start_proc() {  # name, command...
   echo "$name" >> "$STARTED"
 }
 
-stop_proc() {  # name
-  local name=$1 pid
-  alive "$name" || { rm -f "$RUN_DIR/$name.pid"; return 0; }
-  pid=$(cat "$RUN_DIR/$name.pid")
-  say "stopping $name (pid $pid)"
-  kill -TERM "$pid"
-  for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  kill -0 "$pid" 2>/dev/null && { say "$name did not stop in 40 s, killing"; kill -KILL "$pid"; }
-  rm -f "$RUN_DIR/$name.pid"
-}
+stop_proc() { stop_pidfile "$1" "$RUN_DIR/$1.pid" 40; }  # name
 
 wait_http() {  # url, seconds
   local deadline=$((SECONDS + $2))

@@ -76,7 +76,9 @@ class SqliteSink(Sink):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # PERF: durable at checkpoints; WAL keeps it consistent
+            # NOTE: FULL, not NORMAL: offsets are committed after this write, so the write must
+            # survive a power loss, not only a process crash (NORMAL loses the last commits then).
+            conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
         except (OSError, sqlite3.Error) as e:
             raise BootError(f"cannot open SQLite database {self.path}: {e}") from e

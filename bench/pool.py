@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import ROOT, machine, now, write_section
+from loadtests.stack import Process, wait_until
 
 SENSORS = 1000
 TARGET_PG = 50_000
@@ -135,41 +135,23 @@ def histogram_quantile(samples: dict, name: str, q: float) -> float:
 
 
 @contextmanager
-def pool(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "consumer_pool"], cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out
-        )
+def pool(env: dict[str, str], log: Path) -> Iterator[Process]:
+    proc = Process("consumer_pool", [sys.executable, "-m", "consumer_pool"], {**os.environ, **env}, log)
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(60)
 
 
-def wait_stored(proc: subprocess.Popen[bytes], port: int, count: int, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"pool exited with {proc.returncode}; see {log}")
-        try:
-            if stored(scrape(port)) >= count:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"pool stored fewer than {count} readings in {timeout}s; see {log}")
+def wait_stored(proc: Process, port: int, count: int, timeout: float) -> None:
+    wait_until(f"{count} readings stored", lambda: stored(scrape(port)) >= count, timeout, proc, interval=0.25)
 
 
 def drain(sink: str, env: dict[str, str], count: int, span: Callable[[], tuple[int, int]], log: Path) -> Throughput:
     port = int(env["CONSUMER_METRICS_PORT"])
     started = time.perf_counter()
     with pool({**env, "SINK": sink}, log) as proc:
-        wait_stored(proc, port, count, 600, log)
+        wait_stored(proc, port, count, 600)
         wall = time.perf_counter() - started
     first, last = span()
     return Throughput(sink, count, (last - first) / 1e9, wall)
@@ -179,14 +161,14 @@ def steady(broker: str, topic: str, env: dict[str, str], rate: int, seconds: int
     port = int(env["CONSUMER_METRICS_PORT"])
     count = rate * seconds
     with pool({**env, "SINK": "postgres", "TOPIC_NAME": topic, "DATABASE_URL": url}, log) as proc:
-        wait_stored(proc, port, 0, 60, log)
+        wait_stored(proc, port, 0, 60)
         time.sleep(5)  # let the group settle before measuring
         p = producer(broker, 5)  # like the API: a few ms of linger
         # NOTE: warm up first: a new idempotent producer needs metadata and a producer id,
         # which would otherwise show up as a few hundred ms on the first readings.
         produce_range(p, topic, 9_000_000, 9_000_100)
         p.flush(30)
-        wait_stored(proc, port, 100, 60, log)
+        wait_stored(proc, port, 100, 60)
         before = scrape(port)
         measured_from = time.time_ns()
         t0 = time.perf_counter()
@@ -200,7 +182,7 @@ def steady(broker: str, topic: str, env: dict[str, str], rate: int, seconds: int
             p.poll(0)
             time.sleep(0.001)
         p.flush(30)
-        wait_stored(proc, port, count + 100, 120, log)
+        wait_stored(proc, port, count + 100, 120)
         samples = scrape(port)
     with psycopg.connect(url) as conn:
         rows = conn.execute(

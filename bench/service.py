@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +18,7 @@ from contextlib import contextmanager
 import requests
 
 from bench.common import ROOT, WrkResult, machine, now, single_reading_lua, write_section, wrk
+from loadtests.stack import Process, wait_until
 
 BATCH_LUA = """
 local parts = {}
@@ -46,32 +44,14 @@ def serve(app: str, port: int, env: dict[str, str]) -> Iterator[str]:
         "API_HOST": "127.0.0.1",
         "PROMETHEUS_MULTIPROC_DIR": f"/tmp/bench-metrics-{port}",
     }
-    log = open(ROOT / ".run" / "logs" / f"bench-{port}.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", app],
-        cwd=ROOT,
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", app]
+    proc = Process(app, args, full_env, ROOT / ".run" / "logs" / f"bench-{port}.log")
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{app} did not become ready; see .run/logs/bench-{port}.log")
-            time.sleep(0.5)
+        wait_until(f"{app} /readyz", lambda: requests.get(f"{base}/readyz", timeout=2).status_code == 200, 60, proc)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
-        log.close()
+        proc.stop(60)
 
 
 def rps(r: WrkResult) -> float:

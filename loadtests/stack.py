@@ -92,11 +92,23 @@ class Process:
                 start_new_session=True,
             )
 
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
     def log_tail(self, chars: int = 2000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
+        return self.log()[-chars:]
+
+    def signal(self, sig: int) -> None:
+        """Signal the main process only (e.g. SIGTERM to gunicorn's master)."""
+        if self.alive():
+            os.kill(self.popen.pid, sig)
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM the group (a graceful drain), then SIGKILL whatever is left."""

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.support import PYTHON, ROOT, Proc, free_port, spawn, unique, wait_http
+from tests.support import PYTHON, ROOT, Process, free_port, spawn, unique, wait_http
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +81,7 @@ def pipeline_env(kafka_broker: str, topic: str, tmp_path) -> dict[str, str]:
     }
 
 
-ApiFactory = Callable[..., tuple[str, Proc]]
+ApiFactory = Callable[..., tuple[str, Process]]
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def start_api(pipeline_env: dict[str, str], tmp_path) -> Iterator[ApiFactory]:
     """Start `python -m service` (real gunicorn) with extra env; returns (base_url, proc)."""
     with ExitStack() as stack:
 
-        def start(**extra: str) -> tuple[str, Proc]:
+        def start(**extra: str) -> tuple[str, Process]:
             env = {**pipeline_env, **extra}
             proc = stack.enter_context(spawn([PYTHON, "-m", "service"], env, tmp_path / f"api-{env['API_PORT']}.log"))
             base = f"http://127.0.0.1:{env['API_PORT']}"

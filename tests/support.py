@@ -1,22 +1,34 @@
-"""Helpers the tests share: free ports, child processes that always get cleaned up,
-HTTP waits, and reading a topic back from the real broker."""
+"""Helpers the tests share: child processes that always get cleaned up (the same Process
+the gate uses), HTTP waits, and reading a topic back from the real broker."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from confluent_kafka import Consumer, Message, TopicPartition
+
+from loadtests.stack import Process, free_port
+
+__all__ = [
+    "PYTHON",
+    "ROOT",
+    "SEED_READING",
+    "Process",
+    "free_port",
+    "read_at",
+    "read_topic",
+    "spawn",
+    "unique",
+    "wait_for",
+    "wait_http",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -29,12 +41,6 @@ SEED_READING = {
     "unit": "C",
     "location": "lab",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def unique(prefix: str) -> str:
@@ -56,55 +62,17 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
     raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
 
 
-@dataclass
-class Proc:
-    """A child process in its own process group, with its output in a log file."""
-
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, sig: int) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, sig)
-
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM, wait, then SIGKILL the whole group; returns the exit code."""
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)  # stragglers in the group
-        except ProcessLookupError:
-            pass
-        return self.popen.wait(10)
-
-
 @contextmanager
-def spawn(args: list[str], env: Mapping[str, str], log_path: Path) -> Iterator[Proc]:
+def spawn(args: list[str], env: Mapping[str, str], log_path: Path) -> Iterator[Process]:
     """Start `args` with `env` on top of os.environ; always stopped on exit."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    proc = Proc(popen, log_path)
+    proc = Process(log_path.stem, args, {**os.environ, **env}, log_path)
     try:
         yield proc
     finally:
         proc.stop()
 
 
-def wait_http(url: str, timeout: float = 60, status: int = 200, proc: Proc | None = None) -> None:
+def wait_http(url: str, timeout: float = 60, status: int = 200, proc: Process | None = None) -> None:
     def ok() -> bool:
         if proc is not None and proc.popen.poll() is not None:
             raise AssertionError(f"process exited with {proc.popen.returncode}:\n{proc.log()[-3000:]}")

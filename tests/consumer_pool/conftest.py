@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PYTHON, Proc, spawn, wait_for
+from tests.support import PYTHON, Process, spawn, wait_for
 
-PoolFactory = Callable[..., Proc]
+PoolFactory = Callable[..., Process]
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def start_pool(pool_env: dict[str, str], tmp_path: Path) -> Iterator[PoolFactory
     with ExitStack() as stack:
         count = 0
 
-        def start(*args: str, wait: bool = True, **extra: str) -> Proc:
+        def start(*args: str, wait: bool = True, **extra: str) -> Process:
             nonlocal count
             count += 1
             env = {**pool_env, **extra}

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, P
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import Proc, unique
+from tests.support import Process, unique
 
 
 def reading(i: int, prefix: str = "s", sensors: int = 5, value: float | None = None) -> dict[str, object]:
@@ -94,7 +94,7 @@ def admin_for(broker: str) -> AdminClient:
     return _ADMINS[broker]
 
 
-def until(predicate: Callable[[], object], timeout: float, what: str, proc: Proc | None = None) -> object:
+def until(predicate: Callable[[], object], timeout: float, what: str, proc: Process | None = None) -> object:
     """Like wait_for, but fail at once (with the log) when `proc` has exited."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None

@@ -14,7 +14,7 @@ import yaml
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.monitoring.files import ALERT_RULES, PROMETHEUS_CONFIG, load_yaml
-from tests.support import PYTHON, Proc, free_port, spawn, unique, wait_for, wait_http
+from tests.support import PYTHON, Process, free_port, spawn, unique, wait_for, wait_http
 
 PrometheusFactory = Callable[[dict[str, list[str]]], str]
 
@@ -44,7 +44,7 @@ def start_pool(pipeline_env: dict[str, str], pg_url: str, tmp_path: Path) -> Ite
                 "CONSUMER_WORKERS": "2",
                 "CONSUMER_METRICS_DIR": str(tmp_path / "pool-metrics"),
             }
-            proc: Proc = stack.enter_context(spawn([PYTHON, "-m", "consumer_pool"], env, tmp_path / "pool.log"))
+            proc: Process = stack.enter_context(spawn([PYTHON, "-m", "consumer_pool"], env, tmp_path / "pool.log"))
             url = f"http://127.0.0.1:{env['CONSUMER_METRICS_PORT']}/metrics"
             wait_http(url, 90, proc=proc)
             wait_for(lambda: f"Listening to topic: {env['TOPIC_NAME']}" in proc.log(), 60, what="the pool to start")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import msgspec
 
 from consumer_pool.errors import RuleError
-from service.models import Reading
+from pipeline.reading import Reading
+from pipeline.record import Record
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -70,10 +71,11 @@ def alert_id(rule: Rule, reading: Reading, timestamp: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{rule}|{reading.sensor_id}|{reading.type}|{timestamp}"))
 
 
-def evaluate(rules: tuple[Rule, ...], readings: Iterable[tuple[Reading, str]]) -> list[Alert]:
-    """Alerts raised by `readings` (each with its canonical UTC timestamp string)."""
+def evaluate(rules: tuple[Rule, ...], records: Iterable[Record]) -> list[Alert]:
+    """Alerts raised by the decoded records of a batch."""
     alerts = []
-    for reading, timestamp in readings:
+    for record in records:
+        reading, timestamp = record.reading, record.ts
         for rule in rules:
             if rule.matches(reading):
                 alerts.append(

@@ -1,4 +1,4 @@
-"""The pool's metrics (names fixed by DESIGN.md), shared by every process of the pool.
+"""The pool's metrics (names fixed by docs/contract.md), shared by every process of the pool.
 
 NOTE: prometheus-client chooses multiprocess mode when first imported, so the supervisor
 sets PROMETHEUS_MULTIPROC_DIR (the pool's own folder) before anything imports this module;

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import random
 import signal
 import time
 from collections import deque
@@ -22,7 +21,8 @@ from typing import Any
 
 from consumer_pool import metrics, worker
 from consumer_pool.errors import EXIT_OK, WORKER_BOOT_ERROR
-from service.settings import Settings
+from pipeline.backoff import backoff
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ WORKER_TIMEOUT_S = 120.0  # no heartbeat for this long: the worker is stuck, kil
 STABLE_AFTER_S = 30.0  # a worker that ran this long resets its slot's backoff
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
-
-
-def restart_delay(failures: int) -> float:
-    """Exponential backoff with jitter (x0.5 .. x1.5) for the n-th consecutive failure."""
-    delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(failures - 1, 0))
-    return delay * (0.5 + random.random())
 
 
 @dataclass
@@ -59,7 +53,7 @@ class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ctx = multiprocessing.get_context("spawn")
-        self.slots = [Slot(i) for i in range(settings.consumer_workers)]
+        self.slots = [Slot(i) for i in range(settings.pool.consumer_workers)]
         self.signals: deque[int] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -157,7 +151,7 @@ class Supervisor:
                 continue
             lived = time.monotonic() - slot.started
             slot.failures = 1 if lived >= STABLE_AFTER_S else slot.failures + 1
-            delay = restart_delay(slot.failures)
+            delay = backoff(slot.failures, BACKOFF_BASE_S, BACKOFF_CAP_S)
             slot.restart_at = time.monotonic() + delay
             log.info(
                 "restarting worker %d in %.2fs (consecutive failures: %d)",

@@ -1,7 +1,7 @@
 """One worker process: a consumer of CONSUMER_GROUP (cooperative-sticky) feeding a sink.
 
 Loop: consume a batch (bounded by CONSUMER_BATCH_SIZE and CONSUMER_BATCH_WAIT_MS) ->
-decode -> sink.flush() (retried with backoff while the store is down, nothing committed)
+decode -> sink.write() (retried with backoff while the store is down, nothing committed)
 -> alerts -> commit the batch's offsets. Undecodable records go to the DLQ and are
 committed with the batch, so they never block their partition.
 """
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from confluent_kafka import (
     Consumer,
@@ -25,12 +26,14 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer_pool import alerts, logs, metrics, records
+from consumer_pool import alerts, logs, metrics
 from consumer_pool.errors import WORKER_BOOT_ERROR, BootError, SinkError
 from consumer_pool.sinks import Sink, make_sink
-from consumer_pool.sinks.console import write_lines
-from service.models import ENCODER, Reading
-from service.settings import Settings
+from pipeline.backoff import backoff
+from pipeline.kafka_config import consumer_config, dlq_producer_config
+from pipeline.reading import ENCODER
+from pipeline.record import DecodeFailure, Fetched, Record, describe_failure, dlq_headers, from_record
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +41,125 @@ LAG_INTERVAL_S = 1.0
 IDLE_POLL_S = 0.25
 
 
-def consumer_config(settings: Settings) -> dict[str, object]:
-    """librdkafka settings for a pool worker; RDKAFKA_* overrides win."""
-    return {
-        "group.id": settings.consumer_group,
-        "partition.assignment.strategy": "cooperative-sticky",
-        "enable.auto.commit": False,  # NOTE: we commit after the sink write, never before
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 1_000,
-        "fetch.wait.max.ms": 10,  # PERF: the broker answers fetches quickly when idle
-        "queued.max.messages.kbytes": 65_536,
-        **settings.kafka_common(),
-    }
+class Publisher(Protocol):
+    """Where dead letters and alerts are produced: confluent_kafka.Producer fits."""
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any) -> None: ...
+    def poll(self, timeout: float = ...) -> int: ...
+    def flush(self, timeout: float = ...) -> int: ...
 
 
-def producer_config(settings: Settings) -> dict[str, object]:
-    """DLQ and alerts: idempotent, acknowledged by all replicas before we commit."""
-    return {
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 2,
-        "compression.type": "lz4",
-        **settings.kafka_common(),
-    }
+@dataclass
+class Decoded:
+    """A fetched batch, split: the records to store, the offsets to commit, the dead letters."""
+
+    records: list[Record] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
+    rejected: list[tuple[Fetched, Exception]] = field(default_factory=list)
 
 
-def retry_delay(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
-    """Exponential backoff with full jitter in [delay/2, delay]."""
-    delay = min(cap, base * 2 ** max(attempt - 1, 0))
-    return delay / 2 + random.random() * delay / 2
+def decode(batch: Iterable[Message], on_error: Callable[[KafkaError], None]) -> Decoded:
+    """Decode every record; an undecodable one is rejected but its offset still advances,
+    so it never blocks its partition. Consumer errors carried in the batch go to `on_error`."""
+    decoded = Decoded()
+    for msg in batch:
+        error = msg.error()
+        if error is not None:
+            on_error(error)
+            continue
+        decoded.offsets[msg.partition()] = msg.offset() + 1
+        try:
+            decoded.records.append(from_record(msg))
+        except DecodeFailure as e:
+            decoded.rejected.append((msg, e))
+    return decoded
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return True
+
+
+class BatchHandler:
+    """Store -> dead letters and alerts -> commit, for one decoded batch.
+
+    The sink, the publisher and the commit are passed in, so this logic runs in a test with
+    a real SQLite sink and plain records; `Worker` gives it the Kafka clients.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        publisher: Publisher,
+        commit: Callable[[dict[int, int]], bool],
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.kafka = settings.kafka
+        self.sink = sink
+        self.publisher = publisher
+        self.commit = commit
+        self.sleep = sleep or _sleep
+        self.rules = alerts.parse_rules(settings.pool.alert_rules)
+        self._sink_write = metrics.SINK_WRITE.labels(sink.name)
+
+    def handle(self, decoded: Decoded, fetched: int) -> bool:
+        """True when the batch was stored and committed (False: stopping mid-outage)."""
+        if not decoded.offsets:
+            return True
+        metrics.BATCH_SIZE.observe(fetched)
+        stored = self.store(decoded.records)
+        if stored is None:  # stopping during a store outage: commit nothing, it will be replayed
+            return False
+        for msg, error in decoded.rejected:
+            self.dead_letter(msg, error)
+        self.raise_alerts(decoded.records)
+        if decoded.rejected or self.rules:
+            left = self.publisher.flush(30)
+            if left:
+                raise KafkaException(f"{left} DLQ/alert records were not acknowledged; not committing")
+        self.commit(decoded.offsets)
+        now = time.time_ns()
+        metrics.observe_many(metrics.E2E_LATENCY, [max(now - r.ingested_at_ns, 0) / 1e9 for r in decoded.records])
+        metrics.READINGS.labels("stored").inc(stored)
+        metrics.READINGS.labels("duplicate").inc(len(decoded.records) - stored)
+        if decoded.rejected:
+            metrics.READINGS.labels("dlq").inc(len(decoded.rejected))
+        return True
+
+    def store(self, records: list[Record]) -> int | None:
+        """Write the batch; on SinkError retry it with backoff (nothing is committed meanwhile).
+        Returns the number of new rows, or None when asked to stop before it succeeded."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                stored = self.sink.write(records)
+            except SinkError as e:
+                attempt += 1
+                metrics.SINK_ERRORS.labels(self.sink.name).inc()
+                delay = backoff(attempt)
+                log.warning("sink %s failed (attempt %d), retrying in %.2fs: %s", self.sink.name, attempt, delay, e)
+                if not self.sleep(delay):
+                    log.warning("stopping with an unstored batch of %d; it will be replayed", len(records))
+                    return None
+                continue
+            self._sink_write.observe(time.perf_counter() - started)
+            return stored
+
+    def dead_letter(self, msg: Fetched, error: Exception) -> None:
+        """Send an undecodable record to DLQ_TOPIC with the reason and its origin in headers."""
+        log.warning("DLQ %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), describe_failure(error))
+        self.publisher.produce(self.kafka.dlq_topic, value=msg.value(), key=msg.key(), headers=dlq_headers(msg, error))
+        self.publisher.poll(0)
+
+    def raise_alerts(self, records: list[Record]) -> None:
+        if not self.rules:
+            return
+        for alert in alerts.evaluate(self.rules, records):
+            self.publisher.produce(self.kafka.alerts_topic, value=ENCODER.encode(alert), key=alert.id.encode())
+            metrics.ALERTS.labels(alert.rule).inc()
+        self.publisher.poll(0)
 
 
 class Worker:
@@ -81,18 +173,17 @@ class Worker:
         beat: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
+        self.topic = settings.kafka.topic_name
         self.slot = slot
         self.sink = sink
         self.beat = beat
         self.stopping = False
         self.parent = os.getppid()
-        self.rules = alerts.parse_rules(settings.alert_rules)
-        self.echo = settings.consumer_echo and settings.sink != "console"
-        self.consumer = Consumer(consumer_config(settings), logger=log)
-        self.producer = Producer(producer_config(settings), logger=log)
+        self.consumer = Consumer(consumer_config(settings.kafka, settings.pool.consumer_group), logger=log)
+        self.producer = Producer(dlq_producer_config(settings.kafka), logger=log)
+        self.handler = BatchHandler(settings, sink, self.producer, self.commit, self._sleep)
         self._lag_due = 0.0
         self._uncommitted: dict[int, int] = {}  # partition -> offset whose commit failed
-        self._sink_write = metrics.SINK_WRITE.labels(sink.name)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -102,7 +193,7 @@ class Worker:
 
     def run(self) -> None:
         self.consumer.subscribe(
-            [self.settings.topic_name],
+            [self.topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -112,7 +203,7 @@ class Worker:
                 self.beat()
                 batch = self.poll_batch()
                 if batch:
-                    self.process(batch)
+                    self.handler.handle(decode(batch, self._consumer_error), len(batch))
                 elif self._uncommitted:
                     self.commit({})
                 self.update_lag()
@@ -141,83 +232,10 @@ class Worker:
         first = self.consumer.poll(IDLE_POLL_S)
         if first is None:
             return []
-        size = self.settings.consumer_batch_size - 1
+        size = self.settings.pool.consumer_batch_size - 1
         if size <= 0:
             return [first]
-        return [
-            first,
-            *self.consumer.consume(size, self.settings.consumer_batch_wait_ms / 1000),
-        ]
-
-    def process(self, batch: list[Message]) -> None:
-        """Decode, store, alert, commit; DLQ what cannot be decoded."""
-        offsets: dict[int, int] = {}
-        good: list[tuple[Reading, int]] = []
-        dlq = 0
-        for msg in batch:
-            error = msg.error()
-            if error is not None:
-                self._consumer_error(error)
-                continue
-            offsets[msg.partition()] = msg.offset() + 1
-            try:
-                reading = records.decode(msg)
-            except records.DecodeFailure as e:
-                self.to_dlq(msg, e)
-                dlq += 1
-                continue
-            good.append((reading, records.ingested_at_ns(msg)))
-        if not offsets:
-            return
-        metrics.BATCH_SIZE.observe(len(batch))
-        stored = self.store(good)
-        if stored is None:  # stopping during a store outage: commit nothing, it will be replayed
-            return
-        if self.echo:
-            write_lines([records.received_line(r) for r, _ in good])
-        self.raise_alerts(good)
-        if dlq or self.rules:
-            left = self.producer.flush(30)
-            if left:
-                raise KafkaException(f"{left} DLQ/alert records were not acknowledged; not committing")
-        self.commit(offsets)
-        now = time.time_ns()
-        metrics.observe_many(metrics.E2E_LATENCY, [max(now - ingested, 0) / 1e9 for _, ingested in good])
-        metrics.READINGS.labels("stored").inc(stored)
-        metrics.READINGS.labels("duplicate").inc(len(good) - stored)
-        if dlq:
-            metrics.READINGS.labels("dlq").inc(dlq)
-
-    def store(self, good: list[tuple[Reading, int]]) -> int | None:
-        """Write the batch; on SinkError retry with backoff (the consumer does not commit).
-        Returns the number of new rows, or None when asked to stop before it succeeded."""
-        attempt = 0
-        while True:
-            for reading, ingested in good:
-                self.sink.add(reading, ingested)
-            started = time.perf_counter()
-            try:
-                stored = self.sink.flush()
-            except SinkError as e:
-                attempt += 1
-                metrics.SINK_ERRORS.labels(self.sink.name).inc()
-                delay = retry_delay(attempt)
-                log.warning(
-                    "sink %s failed (attempt %d), retrying in %.2fs: %s",
-                    self.sink.name,
-                    attempt,
-                    delay,
-                    e,
-                )
-                if not self._sleep(delay):
-                    log.warning(
-                        "stopping with an unstored batch of %d; it will be replayed",
-                        len(good),
-                    )
-                    return None
-                continue
-            self._sink_write.observe(time.perf_counter() - started)
-            return stored
+        return [first, *self.consumer.consume(size, self.settings.pool.consumer_batch_wait_ms / 1000)]
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep in small steps, beating; False when asked to stop meanwhile."""
@@ -226,34 +244,6 @@ class Worker:
             self.beat()
             time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
         return not self.stopping
-
-    def to_dlq(self, msg: Message, error: Exception) -> None:
-        """Send an undecodable record to DLQ_TOPIC with the reason and its origin in headers."""
-        reason = str(error) or type(error).__name__
-        log.warning("DLQ %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
-        headers = [
-            *(msg.headers() or ()),
-            ("error", reason.encode()),
-            ("error_type", type(error).__name__.encode()),
-            ("original_topic", msg.topic().encode()),
-            ("original_partition", str(msg.partition()).encode()),
-            ("original_offset", str(msg.offset()).encode()),
-        ]
-        self.producer.produce(self.settings.dlq_topic, value=msg.value(), key=msg.key(), headers=headers)
-        self.producer.poll(0)
-
-    def raise_alerts(self, good: list[tuple[Reading, int]]) -> None:
-        if not self.rules:
-            return
-        raised = alerts.evaluate(self.rules, ((r, records.utc_text(r.timestamp)) for r, _ in good))
-        for alert in raised:
-            self.producer.produce(
-                self.settings.alerts_topic,
-                value=ENCODER.encode(alert),
-                key=alert.id.encode(),
-            )
-            metrics.ALERTS.labels(alert.rule).inc()
-        self.producer.poll(0)
 
     def commit(self, offsets: dict[int, int]) -> bool:
         """Synchronous commit of the batch plus any earlier commit that failed.
@@ -265,7 +255,7 @@ class Worker:
             self._uncommitted[partition] = max(offset, self._uncommitted.get(partition, 0))
         if not self._uncommitted:
             return True
-        tps = [TopicPartition(self.settings.topic_name, p, o) for p, o in self._uncommitted.items()]
+        tps = [TopicPartition(self.topic, p, o) for p, o in self._uncommitted.items()]
         try:
             self.consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as e:
@@ -336,7 +326,7 @@ def main(settings: Settings, slot: int, heartbeat: object) -> None:
         heartbeat.value = time.monotonic()  # type: ignore[attr-defined]
 
     try:
-        sink = make_sink(settings)
+        sink = make_sink(settings.pool)
         sink.setup()
         worker = Worker(settings, slot, sink, beat)
     except (BootError, KafkaException, ValueError) as e:

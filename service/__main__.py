@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from service.settings import ConfigError, Settings
+from pipeline.settings import ConfigError, Settings
 
 
 def main() -> None:
@@ -13,8 +13,8 @@ def main() -> None:
         settings = Settings.from_env()
     except ConfigError as e:
         sys.exit(f"configuration error: {e}")
-    print(f"Running on http://127.0.0.1:{settings.api_port}", flush=True)
-    print(f"Running on http://{settings.api_host}:{settings.api_port}", flush=True)
+    print(f"Running on http://127.0.0.1:{settings.api.api_port}", flush=True)
+    print(f"Running on http://{settings.api.api_host}:{settings.api.api_port}", flush=True)
     args = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:app", *sys.argv[1:]]
     os.execv(sys.executable, args)
 

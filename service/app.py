@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import falcon
 
+from pipeline.settings import ApiSettings
 from service import errors, resources
 from service.middleware import ApiKeyMiddleware, MetricsMiddleware
 from service.openapi import build_document
 from service.resources import Sender
-from service.settings import Settings
 
 
-def create_app(settings: Settings, sender: Sender) -> falcon.App:
+def create_app(settings: ApiSettings, sender: Sender) -> falcon.App:
     middleware: list[object] = [MetricsMiddleware()]
     if settings.api_keys:
         middleware.append(ApiKeyMiddleware(settings.api_keys))
@@ -21,6 +21,6 @@ def create_app(settings: Settings, sender: Sender) -> falcon.App:
     app.add_route("/sensor/batch", resources.BatchResource(settings, sender))
     app.add_route("/healthz", resources.HealthResource())
     app.add_route("/readyz", resources.ReadyResource(sender))
-    app.add_route("/metrics", resources.MetricsResource())
+    app.add_route("/metrics", resources.MetricsResource(settings.prometheus_multiproc_dir))
     app.add_route("/openapi.json", resources.OpenApiResource(build_document()))
     return app

@@ -8,7 +8,7 @@ from typing import Any
 import falcon
 import msgspec
 
-from service.models import ReadingError
+from pipeline.reading import ReadingError
 from service.producer import ProduceError
 
 log = logging.getLogger(__name__)

@@ -7,19 +7,19 @@ import shutil
 import sys
 import tempfile
 
-# NOTE: must be set before prometheus_client is imported anywhere in the master.
-os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(tempfile.gettempdir(), f"sensor-api-metrics-{os.environ.get('API_PORT', '5000')}"),
-)
-
-from service.settings import Settings
+from pipeline.settings import Settings
 
 _settings = Settings.from_env()
+_metrics_dir = _settings.api.prometheus_multiproc_dir or os.path.join(
+    tempfile.gettempdir(), f"sensor-api-metrics-{_settings.api.api_port}"
+)
+# NOTE: written, not read: prometheus-client takes its multiprocess folder from this variable
+# when first imported, so it must be in the environment before any worker imports it.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
-bind = f"{_settings.api_host}:{_settings.api_port}"
-workers = _settings.api_workers
-threads = _settings.api_threads
+bind = f"{_settings.api.api_host}:{_settings.api.api_port}"
+workers = _settings.api.api_workers
+threads = _settings.api.api_threads
 worker_class = "gthread"
 graceful_timeout = 30
 timeout = 60
@@ -34,9 +34,8 @@ control_socket_disable = True
 
 def on_starting(server) -> None:
     """Start every run with an empty multiprocess metrics folder."""
-    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path, exist_ok=True)
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
 
 
 def worker_exit(server, worker) -> None:
@@ -44,7 +43,7 @@ def worker_exit(server, worker) -> None:
     wsgi = sys.modules.get("service.wsgi")
     if wsgi is None:  # the worker failed before the app was built
         return
-    left = wsgi.producer.close(timeout=float(_settings.ack_timeout_ms) / 1000 + 10)
+    left = wsgi.producer.close(timeout=float(_settings.api.ack_timeout_ms) / 1000 + 10)
     server.log.info("worker %s flushed its producer (%d undelivered)", worker.pid, left)
 
 

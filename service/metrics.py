@@ -1,13 +1,11 @@
-"""Service metrics (names fixed by DESIGN.md), multiprocess-safe.
+"""Service metrics (names fixed by docs/contract.md), multiprocess-safe.
 
 NOTE: prometheus-client picks its multiprocess mode when first imported, so
-PROMETHEUS_MULTIPROC_DIR must be set before this module is imported (service/__main__.py
-and gunicorn_conf.py do it).
+PROMETHEUS_MULTIPROC_DIR must be set before this module is imported (gunicorn_conf.py does
+it in the master, and the workers inherit it).
 """
 
 from __future__ import annotations
-
-import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,7 +43,7 @@ for _result in ("accepted", "rejected", "failed"):
 for _reason in ("timeout", "queue_full"):
     DELIVERY_ERRORS.labels(_reason)
 
-# NOTE: not in DESIGN.md's list; one series per live worker (pid label) so a single scrape
+# NOTE: an extra beside the contract's list; one series per live worker (pid label) so a single scrape
 # shows how requests spread over gunicorn workers.
 WORKER_REQUESTS = Gauge(
     "sensor_api_worker_requests_served",
@@ -54,9 +52,9 @@ WORKER_REQUESTS = Gauge(
 )
 
 
-def render() -> tuple[bytes, str]:
-    """Prometheus text for this process, or for every worker in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def render(multiproc_dir: str = "") -> tuple[bytes, str]:
+    """Prometheus text for this process, or for every worker when a multiprocess folder is set."""
+    if multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

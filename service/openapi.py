@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from service.models import Reading
+from pipeline.reading import Reading
 
 
 def _error(description: str) -> dict[str, Any]:

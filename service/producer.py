@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from pipeline.kafka_config import producer_config
+from pipeline.reading import Reading
+from pipeline.record import to_records
+from pipeline.settings import ApiSettings, KafkaSettings
 from service import metrics
-from service.models import Reading, encode
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -80,25 +82,13 @@ class _Waiter:
             self.done.set()
 
 
-def producer_config(settings: Settings) -> dict[str, object]:
-    """librdkafka settings for the API's producer; RDKAFKA_* overrides win."""
-    return {
-        "enable.idempotence": True,  # implies acks=all and safe retries
-        "acks": "all",
-        "compression.type": "lz4",
-        "linger.ms": 5,  # PERF: a few ms so concurrent requests share batches
-        "queue.buffering.max.messages": 200_000,
-        "message.timeout.ms": 120_000,
-        **settings.kafka_common(),
-    }
-
-
 class ReadingProducer:
     """Produces readings and reports deliveries to the requests waiting for them."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._producer = Producer(producer_config(settings))
+    def __init__(self, kafka: KafkaSettings, api: ApiSettings) -> None:
+        self.kafka = kafka
+        self.api = api
+        self._producer = Producer(producer_config(kafka))
         self._running = True
         self._thread = threading.Thread(target=self._serve_deliveries, name="kafka-delivery", daemon=True)
         self._thread.start()
@@ -114,29 +104,20 @@ class ReadingProducer:
         Returns where the first reading landed (delivered mode) or None (enqueued mode);
         raises ProduceError.
         """
-        wait = self.settings.ack_mode == "delivered"
+        wait = self.api.ack_mode == "delivered"
         waiter = _Waiter(len(readings))
-        headers = [("ingested_at_ns", str(received_ns).encode()), ("content-type", b"application/json")]
-        timestamp_ms = received_ns // 1_000_000
-        produce, topic, callback = self._producer.produce, self.settings.topic_name, waiter.report
-        for reading in readings:
+        produce, topic, callback = self._producer.produce, self.kafka.topic_name, waiter.report
+        for key, value, timestamp, headers in to_records(readings, received_ns):
             try:
-                produce(
-                    topic,
-                    value=encode(reading),
-                    key=reading.sensor_id.encode(),
-                    timestamp=timestamp_ms,
-                    headers=headers,
-                    on_delivery=callback,
-                )
+                produce(topic, value=value, key=key, timestamp=timestamp, headers=headers, on_delivery=callback)
             except BufferError as e:
                 metrics.DELIVERY_ERRORS.labels("queue_full").inc()
                 raise QueueFull("the local Kafka queue is full, retry shortly") from e
         if not wait:
             return None
-        if not waiter.done.wait(self.settings.ack_timeout_ms / 1000):
+        if not waiter.done.wait(self.api.ack_timeout_ms / 1000):
             metrics.DELIVERY_ERRORS.labels("timeout").inc()
-            raise DeliveryTimeout(f"Kafka did not acknowledge within {self.settings.ack_timeout_ms} ms")
+            raise DeliveryTimeout(f"Kafka did not acknowledge within {self.api.ack_timeout_ms} ms")
         if waiter.error is not None:
             raise DeliveryFailed(f"Kafka delivery failed: {waiter.error.str()}")
         return waiter.first
@@ -144,12 +125,12 @@ class ReadingProducer:
     def ready(self, timeout: float = 2.0) -> str | None:
         """None when Kafka answers and the topic exists, else the reason."""
         try:
-            meta = self._producer.list_topics(self.settings.topic_name, timeout=timeout)
+            meta = self._producer.list_topics(self.kafka.topic_name, timeout=timeout)
         except Exception as e:
             return f"Kafka unreachable: {e}"
-        topic = meta.topics.get(self.settings.topic_name)
+        topic = meta.topics.get(self.kafka.topic_name)
         if topic is None or topic.error is not None:
-            return f"topic {self.settings.topic_name} not present"
+            return f"topic {self.kafka.topic_name} not present"
         return None
 
     def close(self, timeout: float = 30.0) -> int:

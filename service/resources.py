@@ -8,10 +8,10 @@ from typing import Any, Protocol
 import falcon
 import msgspec
 
+from pipeline.reading import Reading, decode_batch, decode_reading
+from pipeline.settings import ApiSettings
 from service import metrics
-from service.models import Reading, decode_batch, decode_reading
 from service.producer import Delivery, ProduceError
-from service.settings import Settings
 
 NDJSON = "application/x-ndjson"
 
@@ -61,7 +61,7 @@ def _send(sender: Sender, readings: list[Reading], received_ns: int) -> Delivery
 class SensorResource:
     """One reading per request, answered once Kafka acknowledged it (or once queued)."""
 
-    def __init__(self, settings: Settings, sender: Sender) -> None:
+    def __init__(self, settings: ApiSettings, sender: Sender) -> None:
         self.settings = settings
         self.sender = sender
 
@@ -83,7 +83,7 @@ class SensorResource:
 class BatchResource:
     """A JSON array or NDJSON of readings, validated whole before anything is produced."""
 
-    def __init__(self, settings: Settings, sender: Sender) -> None:
+    def __init__(self, settings: ApiSettings, sender: Sender) -> None:
         self.settings = settings
         self.sender = sender
 
@@ -126,8 +126,11 @@ class ReadyResource:
 
 
 class MetricsResource:
+    def __init__(self, multiproc_dir: str) -> None:
+        self.multiproc_dir = multiproc_dir
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.data, resp.content_type = metrics.render()
+        resp.data, resp.content_type = metrics.render(self.multiproc_dir)
 
 
 class OpenApiResource:

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 from consumer_pool.errors import BootError
 from consumer_pool.sinks.base import Sink
-from service.settings import Settings
+from pipeline.settings import PoolSettings
 
 
-def make_sink(settings: Settings) -> Sink:
-    """The sink named by SINK, not yet set up."""
-    if settings.sink == "console":
+def make_sink(pool: PoolSettings) -> Sink:
+    """The sink named by SINK (echoing each reading when CONSUMER_ECHO is set), not yet set up."""
+    sink = _store(pool)
+    if pool.consumer_echo and pool.sink != "console":
+        from consumer_pool.sinks.console import Echo
+
+        return Echo(sink)
+    return sink
+
+
+def _store(pool: PoolSettings) -> Sink:
+    if pool.sink == "console":
         from consumer_pool.sinks.console import ConsoleSink
 
         return ConsoleSink()
-    if settings.sink == "sqlite":
+    if pool.sink == "sqlite":
         from consumer_pool.sinks.sqlite import SqliteSink
 
-        return SqliteSink(settings.sqlite_path)
-    if settings.sink == "postgres":
-        if not settings.database_url:
+        return SqliteSink(pool.sqlite_path)
+    if pool.sink == "postgres":
+        if not pool.database_url:
             raise BootError("SINK=postgres needs DATABASE_URL")
         from consumer_pool.sinks.postgres import PostgresSink
 
-        return PostgresSink(settings.database_url)
-    raise BootError(f"unknown sink {settings.sink!r}")
+        return PostgresSink(pool.database_url)
+    raise BootError(f"unknown sink {pool.sink!r}")
 
 
 __all__ = ["Sink", "make_sink"]

@@ -1,15 +1,16 @@
-"""The sink contract (Quix Streams style): setup, add, flush, close.
+"""The sink contract: setup, write(batch) -> new rows, close.
 
-`flush()` is called before offsets are committed; if it raises SinkError nothing is
-committed and the worker retries the batch. The pending batch is cleared in `finally`,
-so a retry adds the records again.
+`write()` is called before offsets are committed; if it raises SinkError nothing is
+committed and the worker retries the same batch (a sink keeps no copy of it). A sink
+dedupes on (sensor_id, type, timestamp), so a retried or replayed batch stores nothing twice.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 
-from service.models import Reading
+from pipeline.record import Record
 
 
 class Sink(abc.ABC):
@@ -22,13 +23,9 @@ class Sink(abc.ABC):
         """Connect and create the schema; raise BootError when that cannot work."""
 
     @abc.abstractmethod
-    def add(self, reading: Reading, ingested_at_ns: int) -> None:
-        """Queue one reading for the next flush."""
-
-    @abc.abstractmethod
-    def flush(self) -> int:
-        """Write the queued readings in one go; returns how many were new (not duplicates)."""
+    def write(self, batch: Sequence[Record]) -> int:
+        """Store the batch in one go; returns how many readings were new (not duplicates)."""
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Release connections; pending readings are dropped (they were never committed)."""
+        """Release connections."""

@@ -1,16 +1,26 @@
-"""The seed's output: `Message received: <compact JSON>` per reading, on stdout."""
+"""The seed's output: `Message received: <compact JSON>` per reading, on stdout.
+
+`ConsoleSink` is the sink that only prints; `Echo` wraps another sink and prints what that
+sink stored (CONSUMER_ECHO), so the worker has no special case for either.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
-from consumer_pool.records import received_line
 from consumer_pool.sinks.base import Sink
-from service.models import Reading
+from pipeline.reading import encode
+from pipeline.record import Record
 
 # NOTE: writes of at most PIPE_BUF bytes to a pipe are atomic, so workers sharing stdout
 # never split each other's lines.
 _CHUNK = 4096
+
+
+def received_line(record: Record) -> bytes:
+    """The seed's console output for one reading."""
+    return b"Message received: " + encode(record.reading) + b"\n"
 
 
 def write_lines(lines: list[bytes], fd: int = 1) -> None:
@@ -37,21 +47,31 @@ class ConsoleSink(Sink):
 
     name = "console"
 
-    def __init__(self) -> None:
-        self._lines: list[bytes] = []
-
     def setup(self) -> None:
         """Nothing to connect to."""
 
-    def add(self, reading: Reading, ingested_at_ns: int) -> None:
-        self._lines.append(received_line(reading))
-
-    def flush(self) -> int:
-        try:
-            write_lines(self._lines)
-            return len(self._lines)
-        finally:
-            self._lines = []
+    def write(self, batch: Sequence[Record]) -> int:
+        write_lines([received_line(r) for r in batch])
+        return len(batch)
 
     def close(self) -> None:
-        self._lines = []
+        """Nothing to release."""
+
+
+class Echo(Sink):
+    """Another sink, plus the seed's line for each reading once that sink stored the batch."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner = inner
+        self.name = inner.name  # NOTE: metrics stay labelled by the store, not by the echo
+
+    def setup(self) -> None:
+        self.inner.setup()
+
+    def write(self, batch: Sequence[Record]) -> int:
+        stored = self.inner.write(batch)
+        write_lines([received_line(r) for r in batch])
+        return stored
+
+    def close(self) -> None:
+        self.inner.close()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from consumer_pool.errors import BootError, SinkError
-from consumer_pool.records import utc_text
 from consumer_pool.sinks.base import Sink
-from service.models import Reading
+from pipeline.record import Record
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -57,7 +57,10 @@ INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sensor_id, type, ts) DO NOTHING"
 )
 
-Row = tuple[str, str, str, float, "str | None", "str | None", int]
+
+def _columns(r: Record) -> tuple[object, ...]:
+    reading = r.reading
+    return (reading.sensor_id, reading.type, r.ts, reading.value, reading.unit, reading.location, r.ingested_at_ns)
 
 
 class SqliteSink(Sink):
@@ -69,7 +72,6 @@ class SqliteSink(Sink):
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
-        self._rows: list[Row] = []
 
     def setup(self) -> None:
         try:
@@ -84,29 +86,17 @@ class SqliteSink(Sink):
             raise BootError(f"cannot open SQLite database {self.path}: {e}") from e
         self._conn = conn
 
-    def add(self, reading: Reading, ingested_at_ns: int) -> None:
-        self._rows.append(
-            (
-                reading.sensor_id,
-                reading.type,
-                utc_text(reading.timestamp),
-                reading.value,
-                reading.unit,
-                reading.location,
-                ingested_at_ns,
-            )
-        )
-
-    def flush(self) -> int:
-        if not self._rows:
+    def write(self, batch: Sequence[Record]) -> int:
+        if not batch:
             return 0
         assert self._conn is not None, "setup() first"
         stored_at = time.time_ns()
+        rows = [(*_columns(r), stored_at) for r in batch]
         try:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                cur.executemany(INSERT, [(*row, stored_at) for row in self._rows])
+                cur.executemany(INSERT, rows)
                 inserted = cur.rowcount  # NOTE: excludes the trigger's changes
                 cur.execute("COMMIT")
             except BaseException:
@@ -116,11 +106,8 @@ class SqliteSink(Sink):
             return inserted
         except sqlite3.Error as e:
             raise SinkError(f"SQLite write failed: {e}") from e
-        finally:
-            self._rows = []
 
     def close(self) -> None:
-        self._rows = []
         if self._conn is not None:
             self._conn.close()
             self._conn = None

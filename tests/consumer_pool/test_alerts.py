@@ -8,8 +8,8 @@ import pytest
 
 from consumer_pool.alerts import Rule, alert_id, evaluate, parse_rules
 from consumer_pool.errors import RuleError
-from consumer_pool.records import utc_text
-from service.models import Reading
+from pipeline.reading import Reading
+from pipeline.record import Record
 
 
 def make(value: float, type_: str = "temperature", sensor: str = "s1") -> Reading:
@@ -34,8 +34,8 @@ def test_bad_rules_are_rejected_with_the_part_named(bad: str) -> None:
 def test_only_matching_readings_raise_alerts_with_deterministic_ids() -> None:
     rules = parse_rules("temperature>40,humidity<10")
     readings = [make(41.0), make(40.0), make(5.0, "humidity"), make(50.0, "humidity")]
-    first = evaluate(rules, ((r, utc_text(r.timestamp)) for r in readings))
-    again = evaluate(rules, ((r, utc_text(r.timestamp)) for r in readings))
+    first = evaluate(rules, [Record.of(r, 0) for r in readings])
+    again = evaluate(rules, [Record.of(r, 0) for r in readings])
 
     assert [(a.rule, a.value) for a in first] == [("temperature>40", 41.0), ("humidity<10", 5.0)]
     assert first == again  # a replay raises the very same alerts

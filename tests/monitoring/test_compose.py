@@ -20,7 +20,8 @@ import jsonschema
 import pytest
 from dotenv import dotenv_values
 
-from service.settings import Settings
+from harness.process import ROOT
+from pipeline.settings import Settings
 from tests.monitoring.files import (
     COMPOSE,
     DASHBOARD_PROVIDERS,
@@ -30,7 +31,6 @@ from tests.monitoring.files import (
     PROMETHEUS_CONFIG,
     load_yaml,
 )
-from tests.support import ROOT
 
 DESIGN_SERVICES = {"kafka", "kafka-ui", "api", "consumer-pool", "timescaledb", "prometheus", "grafana"}
 LONG_RUNNING = DESIGN_SERVICES  # every service but the one-shot topic init
@@ -199,11 +199,11 @@ def test_container_environment_is_valid_configuration(services: dict[str, Any], 
         level = env.get("LOG_LEVEL", "INFO")
         assert isinstance(logging.getLevelName(level), int), f"{name}: LOG_LEVEL {level!r} is not a logging level"
     api, pool = parsed["api"], parsed["consumer-pool"]
-    assert api.kafka_broker == pool.kafka_broker == "kafka:19092"
-    assert api.topic_name == pool.topic_name
-    assert (api.api_host, api.api_port) == ("0.0.0.0", 5000)
-    assert pool.consumer_metrics_port == 9108
-    assert pool.sink == "postgres" and pool.database_url.startswith("postgresql://")
+    assert api.kafka.kafka_broker == pool.kafka.kafka_broker == "kafka:19092"
+    assert api.kafka.topic_name == pool.kafka.topic_name
+    assert (api.api.api_host, api.api.api_port) == ("0.0.0.0", 5000)
+    assert pool.pool.consumer_metrics_port == 9108
+    assert pool.pool.sink == "postgres" and pool.pool.database_url.startswith("postgresql://")
 
 
 def test_prometheus_scrapes_what_compose_runs(services: dict[str, Any]) -> None:
@@ -280,21 +280,22 @@ def test_image_installs_the_runtime_dependencies_only() -> None:
 
 
 def test_image_has_every_package_the_code_imports() -> None:
-    """A third-party import in service/ or consumer_pool/ must be a runtime requirement."""
+    """A third-party import in pipeline/, service/ or consumer_pool/ must be a runtime requirement."""
     runtime = {name.replace("_", "-") for name in runtime_requirements()}
     dists = metadata.packages_distributions()
     imported: set[str] = set()
-    for folder in ("service", "consumer_pool"):
+    for folder in ("pipeline", "service", "consumer_pool"):
         for path in (ROOT / folder).rglob("*.py"):
             imported |= set(re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", path.read_text(), re.M))
     third_party = {
         dist.lower().replace("_", "-")
         for module in imported
         for dist in dists.get(module, [])
-        if module not in {"service", "consumer_pool"}
+        if module not in {"pipeline", "service", "consumer_pool"}
     }
     first_party = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() or p.suffix == ".py"}
-    assert imported & first_party <= {"service", "consumer_pool"}, "the image has only service/ and consumer_pool/"
+    images = {"pipeline", "service", "consumer_pool"}
+    assert imported & first_party <= images, "the image has only pipeline/, service/ and consumer_pool/"
     assert third_party, "found no third-party imports at all"
     assert third_party <= runtime, f"imported but not installed in the image: {sorted(third_party - runtime)}"
 

@@ -13,10 +13,11 @@ from consumer_pool.errors import BootError
 from consumer_pool.sinks import Sink, make_sink
 from consumer_pool.sinks.postgres import PostgresSink
 from consumer_pool.sinks.sqlite import SqliteSink
-from service.models import Reading
-from service.settings import Settings
-from tests.consumer_pool.helpers import pg_rows, sqlite_rows
-from tests.support import free_port
+from harness.db import pg_rows, sqlite_rows
+from harness.process import free_port
+from pipeline.reading import Reading
+from pipeline.record import Record
+from pipeline.settings import PoolSettings
 
 
 def make(second: int, value: float, sensor: str = "s1") -> Reading:
@@ -42,9 +43,7 @@ def rows(kind: Sink, where: str, sql: str) -> list[tuple]:
 
 
 def write(sink: Sink, readings: list[Reading]) -> int:
-    for r in readings:
-        sink.add(r, 1_700_000_000_000_000_000)
-    return sink.flush()
+    return sink.write([Record.of(r, 1_700_000_000_000_000_000) for r in readings])
 
 
 def test_duplicates_are_stored_once_and_aggregates_count_only_new_rows(sink: tuple[Sink, str]) -> None:
@@ -86,7 +85,7 @@ def test_postgres_that_cannot_be_reached_is_a_boot_error() -> None:
 
 def test_postgres_sink_without_a_database_url_is_a_boot_error() -> None:
     with pytest.raises(BootError, match="DATABASE_URL"):
-        make_sink(Settings(sink="postgres"))
+        make_sink(PoolSettings(sink="postgres"))
 
 
 def test_text_needing_escapes_round_trips(sink: tuple[Sink, str]) -> None:

@@ -7,18 +7,18 @@ import logging
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from service.settings import Settings
+from pipeline.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(settings: Settings, timeout: float = 10.0) -> None:
+def ensure_topics(kafka: KafkaSettings, timeout: float = 10.0) -> None:
     """Create TOPIC_NAME (TOPIC_PARTITIONS), the DLQ and the alerts topic; existing ones are kept."""
-    admin = AdminClient(settings.kafka_common())
+    admin = AdminClient(kafka.common())
     wanted = {
-        settings.topic_name: settings.topic_partitions,
-        settings.dlq_topic: 1,
-        settings.alerts_topic: 1,
+        kafka.topic_name: kafka.topic_partitions,
+        kafka.dlq_topic: 1,
+        kafka.alerts_topic: 1,
     }
     existing = admin.list_topics(timeout=timeout).topics
     missing = [NewTopic(name, partitions, 1) for name, partitions in wanted.items() if name not in existing]

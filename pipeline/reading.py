@@ -1,4 +1,4 @@
-"""The wire contract: one sensor reading, shared by the API and the consumer pool."""
+"""The wire contract: one sensor reading (fields and rules in docs/contract.md), its JSON codecs."""
 
 from __future__ import annotations
 
@@ -92,3 +92,8 @@ def decode_batch(body: bytes, *, ndjson: bool = False) -> list[Reading]:
 def encode(reading: Reading) -> bytes:
     """Compact JSON, timestamp as UTC `Z`: the Kafka record value."""
     return ENCODER.encode(reading)
+
+
+def utc_text(moment: datetime) -> str:
+    """The timestamp as msgspec encodes it (RFC 3339, UTC `Z`): the stores' `ts`, alert keys."""
+    return ENCODER.encode(moment)[1:-1].decode()

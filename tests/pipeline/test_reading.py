@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from service.models import ReadingError, decode_batch, decode_reading, encode
-from tests.support import SEED_READING
+from harness.readings import SEED_READING
+from pipeline.reading import ReadingError, decode_batch, decode_reading, encode
 
 
 def body(**changes: object) -> bytes:

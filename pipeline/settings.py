@@ -1,0 +1,236 @@
+"""Configuration, declared once: typed sections converted from the environment (and `.env`).
+
+Each field is one environment variable, its name upper-cased (`api_port` <- API_PORT); the
+type, default and bounds are declared here and nowhere else. `msgspec.convert` does the
+conversion (msgspec is already the wire-format library, so this adds no dependency, and it
+converts and validates a 20-field mapping in microseconds). Its error is turned into a message
+that names the variable (`ACK_MODE must be one of delivered, enqueued; got 'maybe'`).
+Fields carrying `extra={"cli": "--flag"}` also become command-line flags of the pool
+(`cli_flags` / `apply_flags`), so a flag is never declared twice. The variables are listed in
+docs/contract.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import msgspec
+from dotenv import load_dotenv
+
+AckMode = Literal["delivered", "enqueued"]
+SinkName = Literal["console", "sqlite", "postgres"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+_LITERALS = (AckMode, SinkName, LogLevel)
+
+RDKAFKA_PREFIX = "RDKAFKA_"
+
+
+class ConfigError(ValueError):
+    """An environment variable (or flag) has a value the pipeline cannot run with."""
+
+
+class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What every Kafka client of the pipeline shares: where the broker is, the topic names."""
+
+    kafka_broker: str = "localhost:9092"
+    topic_name: str = "sensor_data"
+    topic_partitions: Positive = 6
+    dlq_topic: str = "sensor_data.dlq"
+    alerts_topic: str = "sensor_alerts"
+    # RDKAFKA_SECURITY_PROTOCOL=SASL_SSL -> {"security.protocol": "SASL_SSL"}; filled by `load`.
+    rdkafka: dict[str, str] = {}
+
+    def common(self) -> dict[str, str]:
+        """librdkafka settings shared by every client: bootstrap plus RDKAFKA_* overrides."""
+        return {"bootstrap.servers": self.kafka_broker, **self.rdkafka}
+
+
+class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The ingest API (service/)."""
+
+    api_port: Positive = 5000
+    api_host: str = "0.0.0.0"
+    api_workers: Positive = 2
+    api_threads: Positive = 16
+    ack_mode: AckMode = "delivered"
+    ack_timeout_ms: Positive = 5000
+    max_body_bytes: Positive = 1_048_576
+    max_batch: Positive = 10_000
+    # API_KEYS=k1,k2 (comma-separated; empty: no authentication)
+    api_keys: frozenset[str] = frozenset()
+    # prometheus-client's own variable; empty: a temp folder keyed by API_PORT
+    prometheus_multiproc_dir: str = ""
+
+
+class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The consumer pool (consumer_pool/)."""
+
+    consumer_group: str = "sensor-pipeline"
+    consumer_workers: Annotated[Positive, msgspec.Meta(description="worker processes", extra={"cli": "--workers"})] = 2
+    sink: Annotated[SinkName, msgspec.Meta(description="where readings go", extra={"cli": "--sink"})] = "sqlite"
+    sqlite_path: str = "data/readings.db"
+    database_url: str = ""
+    consumer_metrics_port: Positive = 9108
+    consumer_metrics_dir: str = ""
+    consumer_batch_size: Positive = 5000
+    consumer_batch_wait_ms: NonNegative = 5
+    consumer_echo: Annotated[bool, msgspec.Meta(description="also print each reading", extra={"cli": "--echo"})] = False
+    alert_rules: str = ""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a process of the pipeline is configured with, read once at start-up."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    api: ApiSettings = ApiSettings()
+    pool: PoolSettings = PoolSettings()
+    log_level: LogLevel = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+        """Settings from `env` (default: the process environment, plus `.env` if present)."""
+        if env is None:
+            if dotenv:
+                load_dotenv(override=False)
+            env = os.environ
+        return load(env)
+
+
+SECTIONS: dict[str, type[msgspec.Struct]] = {"kafka": KafkaSettings, "api": ApiSettings, "pool": PoolSettings}
+
+
+def _fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
+    return msgspec.inspect.type_info(struct).fields  # type: ignore[union-attr]
+
+
+def _plain(field_type: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    kind = field_type.type if isinstance(field_type, msgspec.inspect.Metadata) else field_type
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        # NOTE: msgspec sorts a Literal's values; keep the declared order for messages and --help.
+        declared = next(a for a in _LITERALS if set(typing.get_args(a)) == set(kind.values))
+        return msgspec.inspect.LiteralType(typing.get_args(declared))
+    return kind
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _raw(field: msgspec.inspect.Field, text: str) -> object:
+    """The environment's text, shaped for msgspec's lax conversion (None: use the default)."""
+    text = text.strip()
+    if not text:
+        return None
+    kind = _plain(field.type)
+    if isinstance(kind, msgspec.inspect.FrozenSetType):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(kind, msgspec.inspect.BoolType):
+        lowered = text.lower()
+        return True if lowered in _TRUE else False if lowered in _FALSE else text
+    if field.name == "log_level":
+        return text.upper()
+    return text
+
+
+def _message(field: msgspec.inspect.Field, value: object) -> str:
+    """What is wrong with `value` for `field`, in the pipeline's words."""
+    name, kind = field.name.upper(), _plain(field.type)
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        return f"{name} must be one of {', '.join(map(str, kind.values))}; got {value!r}"
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return f"{name} must be true or false, got {value!r}"
+    if isinstance(kind, msgspec.inspect.IntType):
+        try:
+            number = int(str(value))
+        except ValueError:
+            return f"{name} must be an integer, got {value!r}"
+        return f"{name} must be >= {kind.ge}, got {number}"
+    return f"{name} has an invalid value {value!r}"
+
+
+def _convert(struct: type[msgspec.Struct], values: dict[str, object]) -> Any:
+    """msgspec.convert with its error turned into a ConfigError naming the variable."""
+    try:
+        return msgspec.convert(values, struct, strict=False)
+    except msgspec.ValidationError as e:
+        bad = str(e).rsplit("$.", 1)[-1].rstrip("`")
+        field = next((f for f in _fields(struct) if f.name == bad), None)
+        if field is None:
+            raise ConfigError(str(e)) from e
+        raise ConfigError(_message(field, values.get(bad))) from e
+
+
+def load(env: Mapping[str, str]) -> Settings:
+    """Convert an environment mapping into Settings; raises ConfigError naming the variable."""
+    sections: dict[str, object] = {}
+    for section, struct in SECTIONS.items():
+        values = {f.name: _raw(f, env.get(f.name.upper(), "")) for f in _fields(struct) if f.name != "rdkafka"}
+        sections[section] = _convert(struct, {k: v for k, v in values.items() if v is not None})
+    rdkafka = {
+        key[len(RDKAFKA_PREFIX) :].lower().replace("_", "."): value
+        for key, value in env.items()
+        if key.startswith(RDKAFKA_PREFIX) and len(key) > len(RDKAFKA_PREFIX)
+    }
+    sections["kafka"] = msgspec.structs.replace(sections["kafka"], rdkafka=rdkafka)  # type: ignore[type-var]
+    level = _raw(next(f for f in _fields(Settings) if f.name == "log_level"), env.get("LOG_LEVEL", ""))
+    top = {"log_level": level} if level is not None else {}
+    return msgspec.structs.replace(_convert(Settings, top), **sections)
+
+
+# --- command-line flags derived from the same fields -----------------------------------
+
+
+def cli_flags(parser: argparse.ArgumentParser, struct: type[msgspec.Struct] = PoolSettings) -> None:
+    """Add a flag for every field of `struct` that declares one (`extra={"cli": ...}`)."""
+    for field in _fields(struct):
+        meta = field.type if isinstance(field.type, msgspec.inspect.Metadata) else None
+        flag = (meta.extra or {}).get("cli") if meta else None
+        if not flag:
+            continue
+        kind = _plain(field.type)
+        help_text = f"{(meta.extra_json_schema or {}).get('description', '')} ({field.name.upper()})".strip()
+        options: dict[str, Any] = {"dest": field.name, "default": None, "help": help_text}
+        if isinstance(kind, msgspec.inspect.BoolType):
+            options["action"] = argparse.BooleanOptionalAction
+        elif isinstance(kind, msgspec.inspect.LiteralType):
+            options["choices"] = kind.values
+        elif isinstance(kind, msgspec.inspect.IntType):
+            options["type"] = int
+        parser.add_argument(flag, **options)
+
+
+def apply_flags(settings: Settings, args: argparse.Namespace, section: str = "pool") -> Settings:
+    """Settings with the given flags applied, validated by the same rules as the environment."""
+    current = getattr(settings, section)
+    struct = type(current)
+    given = {f.name: getattr(args, f.name) for f in _fields(struct) if getattr(args, f.name, None) is not None}
+    if not given:
+        return settings
+    merged = {**msgspec.structs.asdict(current), **given}
+    return msgspec.structs.replace(settings, **{section: _convert(struct, merged)})
+
+
+def env_names(struct: type[msgspec.Struct]) -> Sequence[str]:
+    """The environment variables a section reads (for docs checks and error messages)."""
+    return [f.name.upper() for f in _fields(struct) if f.name != "rdkafka"]
+
+
+__all__ = [
+    "AckMode",
+    "ApiSettings",
+    "ConfigError",
+    "KafkaSettings",
+    "PoolSettings",
+    "Settings",
+    "SinkName",
+    "apply_flags",
+    "cli_flags",
+    "env_names",
+    "load",
+]

@@ -1,0 +1,181 @@
+"""The worker's batch logic in process: decode -> store -> dead letters/alerts -> commit,
+with a real SQLite sink, plain records and the commit and publisher passed in."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from consumer_pool.errors import SinkError
+from consumer_pool.sinks.base import Sink
+from consumer_pool.sinks.sqlite import SqliteSink
+from consumer_pool.worker import BatchHandler, decode
+from pipeline.record import DLQ_ERROR, DLQ_ORIGINAL_OFFSET, INGESTED_AT_NS, Record
+from pipeline.settings import Settings
+
+
+@dataclass
+class Plain:
+    """A fetched record as plain data, with confluent_kafka.Message's accessors."""
+
+    _value: bytes | None
+    _partition: int
+    _offset: int
+    _headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def topic(self) -> str:
+        return "readings"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._headers
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class Published:
+    """Collects what the handler produces (dead letters, alerts) instead of a Kafka producer."""
+
+    records: list[tuple[str, bytes | None, dict]] = field(default_factory=list)
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: object) -> None:
+        self.records.append((topic, value, kw))
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+
+def reading(second: int, value: float = 20.0) -> bytes:
+    body = {"sensor_id": "s1", "timestamp": f"2025-11-17T14:20:{second:02d}Z", "type": "temperature", "value": value}
+    return msgspec.json.encode(body)
+
+
+def records(n: int, partition: int = 0) -> list[Plain]:
+    return [Plain(reading(i), partition, 100 + i, [(INGESTED_AT_NS, b"1700000000000000000")]) for i in range(n)]
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> SqliteSink:
+    s = SqliteSink(str(tmp_path / "r.db"))
+    s.setup()
+    yield s
+    s.close()
+
+
+def handler(sink: Sink, commits: list[dict[int, int]], rules: str = "") -> tuple[BatchHandler, Published]:
+    published = Published()
+    settings = Settings.from_env({"ALERT_RULES": rules, "DLQ_TOPIC": "dlq", "ALERTS_TOPIC": "alerts"})
+
+    def commit(offsets: dict[int, int]) -> bool:
+        commits.append(dict(offsets))
+        return True
+
+    return BatchHandler(settings, sink, published, commit, sleep=lambda s: True), published
+
+
+def count(sink: SqliteSink) -> int:
+    with sqlite3.connect(sink.path) as conn:
+        return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+
+
+def test_undecodable_records_are_rejected_but_their_offsets_advance() -> None:
+    batch = [*records(2), Plain(b"{not json", 0, 102), Plain(None, 1, 7), Plain(reading(3, float("nan")), 1, 8)]
+    decoded = decode(batch, on_error=lambda e: pytest.fail(str(e)))
+    assert [r.ts for r in decoded.records] == ["2025-11-17T14:20:00Z", "2025-11-17T14:20:01Z"]
+    assert decoded.records[0].ingested_at_ns == 1_700_000_000_000_000_000
+    assert decoded.offsets == {0: 103, 1: 9}
+    assert [m.offset() for m, _ in decoded.rejected] == [102, 7, 8]
+
+
+def test_the_receipt_time_falls_back_to_the_record_timestamp() -> None:
+    (record,) = decode([Plain(reading(0), 0, 0)], on_error=print).records
+    assert record.ingested_at_ns == 1_700_000_000_000 * 1_000_000
+
+
+def test_a_batch_is_stored_then_committed_and_a_replay_stores_nothing(sink: SqliteSink) -> None:
+    commits: list[dict[int, int]] = []
+    h, published = handler(sink, commits)
+    batch = records(5)
+    assert h.handle(decode(batch, print), len(batch))
+    assert count(sink) == 5 and commits == [{0: 105}]
+    assert h.handle(decode(batch, print), len(batch))  # a replay after a crash before the commit
+    assert count(sink) == 5 and commits == [{0: 105}, {0: 105}]
+    assert published.records == []
+
+
+def test_dead_letters_carry_the_reason_and_origin_and_are_committed_with_the_batch(sink: SqliteSink) -> None:
+    commits: list[dict[int, int]] = []
+    h, published = handler(sink, commits)
+    batch = [*records(1), Plain(b"[]", 0, 101, [("x", b"y")])]
+    assert h.handle(decode(batch, print), len(batch))
+    ((topic, value, kw),) = published.records
+    headers = dict(kw["headers"])
+    assert (topic, value, headers["x"], headers[DLQ_ORIGINAL_OFFSET]) == ("dlq", b"[]", b"y", b"101")
+    assert b"Expected `object`" in headers[DLQ_ERROR]
+    assert commits == [{0: 102}] and count(sink) == 1
+
+
+def test_alerts_follow_the_rules(sink: SqliteSink) -> None:
+    commits: list[dict[int, int]] = []
+    h, published = handler(sink, commits, rules="temperature>30")
+    batch = [Plain(reading(0, 31.0), 0, 0), Plain(reading(1, 29.0), 0, 1)]
+    h.handle(decode(batch, print), len(batch))
+    assert [(t, msgspec.json.decode(v)["value"]) for t, v, _ in published.records] == [("alerts", 31.0)]
+
+
+class FailingTwice(Sink):
+    """A real SQLite sink whose first two writes fail as a lost database would."""
+
+    name = "sqlite"
+
+    def __init__(self, inner: SqliteSink) -> None:
+        self.inner, self.failures = inner, 0
+
+    def setup(self) -> None: ...
+
+    def write(self, batch: list[Record]) -> int:
+        if self.failures < 2:
+            self.failures += 1
+            raise SinkError("database is locked")
+        return self.inner.write(batch)
+
+    def close(self) -> None: ...
+
+
+def test_a_failed_write_is_retried_with_the_same_batch_and_committed_once(sink: SqliteSink) -> None:
+    commits: list[dict[int, int]] = []
+    h, _ = handler(FailingTwice(sink), commits)
+    batch = records(3)
+    assert h.handle(decode(batch, print), len(batch))
+    assert count(sink) == 3 and commits == [{0: 103}]
+
+
+def test_stopping_during_an_outage_commits_nothing(sink: SqliteSink) -> None:
+    commits: list[dict[int, int]] = []
+    h, _ = handler(FailingTwice(sink), commits)
+    h.sleep = lambda s: False  # asked to stop while waiting to retry
+    assert not h.handle(decode(records(3), print), 3)
+    assert commits == [] and count(sink) == 0

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness.process import ROOT
+
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 
 
@@ -118,3 +119,31 @@ def write_section(heading: str, body: str) -> None:
     end = text.find("\n## ", start)
     rest = "" if end == -1 else text[end + 1 :]
     BENCHMARKS.write_text(text[:start] + "\n" + body.strip() + "\n" + ("\n" + rest if rest else ""))
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every live process of process group `pgid` (a harness Process is its own group)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # NOTE: fields after the command: state, ppid, pgrp, ...
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by `pids` (from /proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _TICK

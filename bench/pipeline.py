@@ -22,11 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.common import machine, now, single_reading_lua, write_section, wrk
-from loadtests.counting import Store
+from harness.db import Store
+from harness.process import ROOT
+from harness.prometheus import Histogram, scrape_histogram
+from harness.stack import Endpoints, own_stack
 from loadtests.gate import E2E, Load, run_locust, wait_for_store, warm_up
-from loadtests.histogram import Histogram, scrape_histogram
 from loadtests.readings import new_run_id
-from loadtests.stack import ROOT, Endpoints, own_stack
 
 HEADING = "Whole pipeline (Locust -> API -> Kafka -> pool -> store)"
 WRK_CONNECTIONS = 64

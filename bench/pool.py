@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,17 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-import psycopg
-import requests
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import ROOT, machine, now, write_section
-from loadtests.stack import Process, wait_until
+from bench.common import machine, now, write_section
+from harness.db import pg_rows, sqlite_rows, throwaway_database
+from harness.kafka import create_topic, delete_topics
+from harness.poll import wait_until
+from harness.process import PYTHON, ROOT, Process, spawn
+from harness.prometheus import diff, histogram, metric, scrape
 
 SENSORS = 1000
 TARGET_PG = 50_000
+SPAN = "SELECT min(stored_at_ns), max(stored_at_ns) FROM readings"  # first and last row stored
 
 
 @dataclass
@@ -105,46 +105,18 @@ def prefill(broker: str, topic: str, count: int) -> float:
     return time.perf_counter() - started
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def stored(samples: dict) -> float:
-    return sum(
-        v for (n, ls), v in samples.items() if n == "sensor_consumer_readings_total" and ("result", "stored") in ls
-    )
-
-
-def histogram_quantile(samples: dict, name: str, q: float) -> float:
-    """Prometheus-style quantile (linear inside the bucket) from cumulative buckets."""
-    buckets = sorted((float(dict(ls)["le"]), v) for (n, ls), v in samples.items() if n == f"{name}_bucket")
-    total = buckets[-1][1] if buckets else 0
-    if not total:
-        return float("nan")
-    rank, lower, below = q * total, 0.0, 0.0
-    for upper, count in buckets:
-        if count >= rank:
-            return upper if upper == float("inf") else lower + (upper - lower) * (rank - below) / max(count - below, 1)
-        lower, below = upper, count
-    return float("inf")
+def stored(port: int) -> float:
+    return metric(scrape(port), "sensor_consumer_readings_total", result="stored")
 
 
 @contextmanager
 def pool(env: dict[str, str], log: Path) -> Iterator[Process]:
-    proc = Process("consumer_pool", [sys.executable, "-m", "consumer_pool"], {**os.environ, **env}, log)
-    try:
+    with spawn([PYTHON, "-m", "consumer_pool"], env, log, name="consumer_pool", stop_timeout=60) as proc:
         yield proc
-    finally:
-        proc.stop(60)
 
 
 def wait_stored(proc: Process, port: int, count: int, timeout: float) -> None:
-    wait_until(f"{count} readings stored", lambda: stored(scrape(port)) >= count, timeout, proc, interval=0.25)
+    wait_until(f"{count} readings stored", lambda: stored(port) >= count, timeout, proc, interval=0.25)
 
 
 def drain(sink: str, env: dict[str, str], count: int, span: Callable[[], tuple[int, int]], log: Path) -> Throughput:
@@ -184,27 +156,14 @@ def steady(broker: str, topic: str, env: dict[str, str], rate: int, seconds: int
         p.flush(30)
         wait_stored(proc, port, count + 100, 120)
         samples = scrape(port)
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT stored_at_ns - ingested_at_ns FROM readings WHERE ingested_at_ns >= %s", [measured_from]
-        )
-        lat = [r[0] / 1e6 for r in rows]
+    rows = pg_rows(
+        url, "SELECT stored_at_ns - ingested_at_ns FROM readings WHERE ingested_at_ns >= %s", [measured_from]
+    )
+    lat = [r[0] / 1e6 for r in rows]
     q = statistics.quantiles(lat, n=100)
-    delta = {key: value - before.get(key, 0.0) for key, value in samples.items()}
-    hist = histogram_quantile(delta, "sensor_pipeline_e2e_latency_seconds", 0.99) * 1000
+    e2e = histogram(diff(samples, before), "sensor_pipeline_e2e_latency_seconds")
+    hist = (e2e.quantile(0.99) if e2e is not None else float("nan")) * 1000
     return Latency(rate, seconds, len(lat), q[49], q[98], max(lat), hist)
-
-
-@contextmanager
-def database(base_url: str) -> Iterator[str]:
-    name = f"bench_pool_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{base_url.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,9 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "ALERT_RULES": "",
         "LOG_LEVEL": "WARNING",
     }
-    admin = AdminClient({"bootstrap.servers": broker})
-    for future in admin.create_topics([NewTopic(topic, 6, 1), NewTopic(steady_topic, 6, 1)]).values():
-        future.result(30)
+    create_topic(broker, topic)
+    create_topic(broker, steady_topic)
     try:
         print(f"[bench] pre-filling {topic} with {args.records:,} readings", flush=True)
         fill = prefill(broker, topic, args.records)
@@ -244,8 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         db = str(work / "readings.db")
 
         def sqlite_span() -> tuple[int, int]:
-            with sqlite3.connect(db) as conn:
-                return conn.execute("SELECT min(stored_at_ns), max(stored_at_ns) FROM readings").fetchone()
+            return sqlite_rows(db, SPAN)[0]
 
         lite = drain(
             "sqlite",
@@ -256,11 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"[bench] sqlite: {lite.rate:,.0f} readings/s ({lite.seconds:.1f}s; wall {lite.wall:.1f}s)", flush=True)
 
-        with database(base_url) as url:
+        with throwaway_database(base_url, "bench_pool") as url:
 
             def pg_span() -> tuple[int, int]:
-                with psycopg.connect(url) as conn:
-                    return conn.execute("SELECT min(stored_at_ns), max(stored_at_ns) FROM readings").fetchone()
+                return pg_rows(url, SPAN)[0]
 
             pg = drain(
                 "postgres",
@@ -271,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"[bench] postgres: {pg.rate:,.0f} readings/s ({pg.seconds:.1f}s; wall {pg.wall:.1f}s)", flush=True)
 
-        with database(base_url) as url:
+        with throwaway_database(base_url, "bench_pool") as url:
             steady_env = {**env, "CONSUMER_GROUP": f"bench-steady-{run}", "DLQ_TOPIC": f"{steady_topic}.dlq"}
             lat = steady(
                 broker, steady_topic, steady_env, 1000, args.steady_seconds, url, logs / "bench-pool-steady.log"
@@ -282,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     finally:
-        admin.delete_topics([topic, steady_topic, f"{topic}.dlq", f"{topic}.alerts", f"{steady_topic}.dlq"])
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        delete_topics(broker, topic, steady_topic, f"{topic}.dlq", f"{topic}.alerts", f"{steady_topic}.dlq")
+        shutil.rmtree(work, ignore_errors=True)
 
     if not args.no_write:
         write_section("Consumer pool (Kafka -> sink)", report(args, lite, pg, lat, fill))

@@ -28,11 +28,14 @@ from typing import Any
 
 import requests
 
-from loadtests.counting import Store, count_in_kafka, end_offsets
+from harness.db import Store, StoreCount
+from harness.kafka import count_by_prefix, end_offsets, group_settled
+from harness.poll import wait_until
+from harness.process import ROOT
+from harness.prometheus import Histogram, scrape_histogram
+from harness.stack import Endpoints, StackError, own_stack
 from loadtests.criteria import Measurements, Thresholds, evaluate, render
-from loadtests.histogram import Histogram, scrape_histogram
 from loadtests.readings import Fleet, new_run_id, to_json
-from loadtests.stack import ROOT, Endpoints, StackError, group_settled, own_stack, wait_until
 
 E2E = "sensor_pipeline_e2e_latency_seconds"
 EXIT_FAILED, EXIT_ERROR = 1, 2
@@ -132,7 +135,7 @@ def warm_up(endpoints: Endpoints, store: Store, run_id: str, timeout: float) -> 
                         raise StackError(f"warm-up reading refused: HTTP {resp.status_code} {resp.text[:200]}")
         wait_until("the warm-up readings to be stored", stored, max(1.0, timeout - (time.monotonic() - t0)))
         wait_until("the consumer group to stay settled", settled, 10)
-    except StackError as e:
+    except (StackError, TimeoutError) as e:
         print(f"[gate] warm-up: {e}", flush=True)
         return None
     return time.monotonic() - t0
@@ -183,12 +186,15 @@ def wait_for_store(
     Catch-up is the pool's own `stored_at_ns` of the last row minus Locust's last 2xx, so the
     polling interval does not count; None when the rows never all arrived within `patience`.
     """
-    deadline = time.monotonic() + patience
-    while True:
+
+    def all_stored() -> StoreCount | None:
         counted = store.count(prefix)
-        if counted.rows >= expected > 0 or time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
+        return counted if counted.rows >= expected > 0 else None
+
+    try:
+        counted = wait_until(f"{expected} rows stored", all_stored, patience, interval=0.1)
+    except TimeoutError:
+        counted = store.count(prefix)
     if counted.rows < expected or expected == 0 or last_ok is None or counted.last_stored_ns is None:
         return counted.rows, None
     return counted.rows, max(0.0, counted.last_stored_ns / 1e9 - last_ok)
@@ -245,7 +251,7 @@ def gate(args: argparse.Namespace) -> int:
         last_ok = summary.get("last_ok_time")
         patience = args.max_catchup_s + 5.0  # past the limit, to report how late it was
         stored, catchup = wait_for_store(store, prefix, acked, last_ok, patience)
-        in_kafka = count_in_kafka(endpoints.kafka_broker, endpoints.topic, since, prefix)
+        in_kafka = count_by_prefix(endpoints.kafka_broker, endpoints.topic, since, prefix)
         after = scrape_histogram(endpoints.pool_metrics_url, E2E)
     window = after - before if after is not None and before is not None else after
     m = Measurements(

@@ -31,7 +31,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from loadtests.readings import Fleet, bad_payloads, new_run_id, to_json, to_ndjson
-from service.settings import Settings
+from pipeline.settings import Settings
 
 RUN_ID = os.environ.get("LOADTEST_RUN_ID") or new_run_id()
 USER_RATE = float(os.environ.get("LOADTEST_USER_RATE", "1"))
@@ -60,7 +60,7 @@ NDJSON = {"Content-Type": "application/x-ndjson", **AUTH}
 
 
 def default_host() -> str:
-    return f"http://127.0.0.1:{Settings.from_env().api_port}"
+    return f"http://127.0.0.1:{Settings.from_env().api.api_port}"
 
 
 class _PipelineUser(FastHttpUser):

@@ -58,13 +58,20 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_port: Positive = 5000
     api_host: str = "0.0.0.0"
     api_workers: Positive = 2
-    api_threads: Positive = 16
     ack_mode: AckMode = "delivered"
     ack_timeout_ms: Positive = 5000
     max_body_bytes: Positive = 1_048_576
     max_batch: Positive = 10_000
     # API_KEYS=k1,k2 (comma-separated; empty: no authentication)
     api_keys: frozenset[str] = frozenset()
+    # Slow and idle clients (per gunicorn worker): a request's headers must arrive within
+    # API_HEADER_TIMEOUT_MS of its first byte (or of the connection), its body within
+    # API_BODY_TIMEOUT_MS, else 408 and the connection is closed; an idle keep-alive
+    # connection is closed after API_KEEPALIVE_MS; past API_MAX_CONNECTIONS, 503.
+    api_header_timeout_ms: Positive = 10_000
+    api_body_timeout_ms: Positive = 30_000
+    api_keepalive_ms: Positive = 5_000
+    api_max_connections: Positive = 4096
     # prometheus-client's own variable; empty: a temp folder keyed by API_PORT
     prometheus_multiproc_dir: str = ""
 

@@ -15,7 +15,7 @@ def main() -> None:
         sys.exit(f"configuration error: {e}")
     print(f"Running on http://127.0.0.1:{settings.api.api_port}", flush=True)
     print(f"Running on http://{settings.api.api_host}:{settings.api.api_port}", flush=True)
-    args = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:app", *sys.argv[1:]]
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service.asgi:app", *sys.argv[1:]]
     os.execv(sys.executable, args)
 
 

@@ -1,8 +1,8 @@
-"""The Falcon application factory: dependencies in, `falcon.App` out."""
+"""The Falcon ASGI application factory: dependencies in, `falcon.asgi.App` out."""
 
 from __future__ import annotations
 
-import falcon
+import falcon.asgi
 
 from pipeline.settings import ApiSettings
 from service import errors, resources
@@ -11,11 +11,11 @@ from service.openapi import build_document
 from service.resources import Sender
 
 
-def create_app(settings: ApiSettings, sender: Sender) -> falcon.App:
+def create_app(settings: ApiSettings, sender: Sender) -> falcon.asgi.App:
     middleware: list[object] = [MetricsMiddleware()]
     if settings.api_keys:
         middleware.append(ApiKeyMiddleware(settings.api_keys))
-    app = falcon.App(middleware=middleware)
+    app = falcon.asgi.App(middleware=middleware)
     errors.register(app)
     app.add_route("/sensor", resources.SensorResource(settings, sender))
     app.add_route("/sensor/batch", resources.BatchResource(settings, sender))

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import falcon
+import falcon.asgi
 import msgspec
 
 from pipeline.reading import ReadingError
@@ -14,7 +15,7 @@ from service.producer import ProduceError
 log = logging.getLogger(__name__)
 
 
-def _json(resp: falcon.Response, status: int, message: str, path: str | None = None) -> None:
+def _json(resp: falcon.asgi.Response, status: int, message: str, path: str | None = None) -> None:
     body: dict[str, Any] = {"error": message}
     if path:
         body["path"] = path
@@ -23,31 +24,39 @@ def _json(resp: falcon.Response, status: int, message: str, path: str | None = N
     resp.data = msgspec.json.encode(body)
 
 
-def handle_decode_error(req: falcon.Request, resp: falcon.Response, ex: msgspec.DecodeError, params: dict) -> None:
+async def handle_decode_error(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: msgspec.DecodeError, params: dict
+) -> None:
     _json(resp, 400, f"malformed JSON: {ex}")
 
 
-def handle_reading_error(req: falcon.Request, resp: falcon.Response, ex: ReadingError, params: dict) -> None:
+async def handle_reading_error(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ReadingError, params: dict
+) -> None:
     _json(resp, 422, ex.message, ex.path)
 
 
-def handle_produce_error(req: falcon.Request, resp: falcon.Response, ex: ProduceError, params: dict) -> None:
+async def handle_produce_error(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ProduceError, params: dict
+) -> None:
     _json(resp, 503, str(ex))
     resp.set_header("Retry-After", str(ex.retry_after))
 
 
-def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict) -> None:
+async def handle_http_error(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError, params: dict
+) -> None:
     _json(resp, ex.status_code, ex.description or ex.title)
     for name, value in (ex.headers or {}).items():
         resp.set_header(name, value)
 
 
-def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
+async def handle_unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: dict) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     _json(resp, 500, "internal server error")
 
 
-def register(app: falcon.App) -> None:
+def register(app: falcon.asgi.App) -> None:
     """Install the handlers; the most generic first, since Falcon picks the most specific."""
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

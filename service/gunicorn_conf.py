@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import tempfile
 
+import service.worker
 from pipeline.settings import Settings
 
 _settings = Settings.from_env()
@@ -19,11 +20,9 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 bind = f"{_settings.api.api_host}:{_settings.api.api_port}"
 workers = _settings.api.api_workers
-threads = _settings.api.api_threads
-worker_class = "gthread"
+worker_class = service.worker.worker_class(_settings.api)
 graceful_timeout = 30
 timeout = 60
-keepalive = 5
 accesslog = None
 loglevel = _settings.log_level.lower()
 proc_name = "sensor-api"
@@ -38,13 +37,12 @@ def on_starting(server) -> None:
     os.makedirs(_metrics_dir, exist_ok=True)
 
 
-def worker_exit(server, worker) -> None:
-    """In-flight requests are answered by now: flush what is still queued for Kafka."""
-    wsgi = sys.modules.get("service.wsgi")
-    if wsgi is None:  # the worker failed before the app was built
-        return
-    left = wsgi.producer.close(timeout=float(_settings.api.ack_timeout_ms) / 1000 + 10)
-    server.log.info("worker %s flushed its producer (%d undelivered)", worker.pid, left)
+def post_fork(server, worker) -> None:
+    """The app's own log lines (e.g. the producer flush at shutdown) go to gunicorn's log."""
+    app_log = logging.getLogger("service")
+    app_log.handlers = server.log.error_log.handlers
+    app_log.setLevel(server.log.error_log.level)
+    app_log.propagate = False
 
 
 def child_exit(server, worker) -> None:

@@ -6,6 +6,7 @@ import hmac
 import time
 
 import falcon
+import falcon.asgi
 
 from service import metrics
 
@@ -13,11 +14,11 @@ from service import metrics
 class MetricsMiddleware:
     """Counts and times every request by route template (bounded label values)."""
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.started = time.perf_counter()
 
-    def process_response(
-        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    async def process_response(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
     ) -> None:
         route = req.uri_template or "unmatched"
         metrics.REQUESTS.labels(route, req.method, str(resp.status_code)).inc()
@@ -31,7 +32,7 @@ class ApiKeyMiddleware:
     def __init__(self, keys: frozenset[str]) -> None:
         self._keys = [k.encode() for k in keys]
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         if req.method != "POST":
             return
         given = (req.get_header("X-API-Key") or "").encode()

@@ -1,12 +1,16 @@
-"""One confluent-kafka Producer per process, with a thread that serves delivery reports.
+"""One confluent-kafka Producer per API worker, its delivery reports resolving asyncio futures.
 
-Requests hand their readings to `send()`. In delivered mode the request thread waits for
-its own delivery reports (bounded by ACK_TIMEOUT_MS); concurrent requests share producer
-batches because the producer lingers a few milliseconds.
+A request hands its readings to `send()` on the event loop: produce() only enqueues (it never
+blocks; a full queue raises at once). A thread of the producer's own serves the delivery
+reports (`poll()`), and the last report of a request resolves that request's future on the
+event loop with `loop.call_soon_threadsafe`, so the loop never waits on Kafka and a request
+in flight costs a coroutine, not a thread. Concurrent requests share producer batches because
+the producer lingers a few milliseconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -22,6 +26,8 @@ from pipeline.settings import ApiSettings, KafkaSettings
 from service import metrics
 
 log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.05
 
 
 class ProduceError(Exception):
@@ -49,41 +55,47 @@ class Delivery:
 
 
 class _Waiter:
-    """Collects the delivery reports of one request.
+    """Collects the delivery reports of one request and resolves its future once.
 
-    PERF: one bound method serves as the callback of every reading of the request, and the
+    PERF: one bound method serves as the callback of every reading of the request, the
     delivery histogram is observed once per request (produce of the first reading -> last
-    report), so a 1,000-reading batch costs no closures and one metric update.
+    report) and the event loop is woken once per request, not once per reading.
+    NOTE: reports arrive on the producer's poll thread only (close() stops that thread
+    before it flushes), so `pending` needs no lock.
     """
 
-    __slots__ = ("done", "error", "first", "lock", "pending", "started")
+    __slots__ = ("error", "first", "future", "loop", "pending", "started")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         self.pending = count
         self.first: Delivery | None = None
         self.error: KafkaError | None = None
-        self.done = threading.Event()
-        self.lock = threading.Lock()
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
         self.started = time.perf_counter()
 
     def report(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             metrics.DELIVERY_ERRORS.labels(err.name().lower()).inc()
             log.warning("delivery failed for key=%s: %s", msg.key(), err.str())
-        with self.lock:
-            if err is not None:
-                self.error = self.error or err
-            elif self.first is None:
-                self.first = Delivery(msg.partition(), msg.offset())
-            self.pending -= 1
-            finished = self.pending == 0
-        if finished:
+            self.error = self.error or err
+        elif self.first is None:
+            self.first = Delivery(msg.partition(), msg.offset())
+        self.pending -= 1
+        if self.pending == 0:
             metrics.DELIVERY_DURATION.observe(time.perf_counter() - self.started)
-            self.done.set()
+            try:
+                self.loop.call_soon_threadsafe(self._resolve)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def _resolve(self) -> None:
+        if not self.future.done():  # NOTE: done when the request timed out or was cancelled
+            self.future.set_result(None)
 
 
 class ReadingProducer:
-    """Produces readings and reports deliveries to the requests waiting for them."""
+    """Produces readings and tells the requests waiting for them how their delivery went."""
 
     def __init__(self, kafka: KafkaSettings, api: ApiSettings) -> None:
         self.kafka = kafka
@@ -95,17 +107,16 @@ class ReadingProducer:
 
     def _serve_deliveries(self) -> None:
         while self._running:
-            self._producer.poll(0.05)
+            self._producer.poll(POLL_INTERVAL_S)
             metrics.QUEUE_DEPTH.set(len(self._producer))
 
-    def send(self, readings: Sequence[Reading], received_ns: int) -> Delivery | None:
+    async def send(self, readings: Sequence[Reading], received_ns: int) -> Delivery | None:
         """Produce `readings`; in delivered mode wait for every acknowledgement.
 
         Returns where the first reading landed (delivered mode) or None (enqueued mode);
         raises ProduceError.
         """
-        wait = self.api.ack_mode == "delivered"
-        waiter = _Waiter(len(readings))
+        waiter = _Waiter(len(readings), asyncio.get_running_loop())
         produce, topic, callback = self._producer.produce, self.kafka.topic_name, waiter.report
         for key, value, timestamp, headers in to_records(readings, received_ns):
             try:
@@ -113,19 +124,25 @@ class ReadingProducer:
             except BufferError as e:
                 metrics.DELIVERY_ERRORS.labels("queue_full").inc()
                 raise QueueFull("the local Kafka queue is full, retry shortly") from e
-        if not wait:
+        if self.api.ack_mode != "delivered":
             return None
-        if not waiter.done.wait(self.api.ack_timeout_ms / 1000):
+        try:
+            await asyncio.wait_for(waiter.future, self.api.ack_timeout_ms / 1000)
+        except asyncio.TimeoutError:
             metrics.DELIVERY_ERRORS.labels("timeout").inc()
-            raise DeliveryTimeout(f"Kafka did not acknowledge within {self.api.ack_timeout_ms} ms")
+            raise DeliveryTimeout(f"Kafka did not acknowledge within {self.api.ack_timeout_ms} ms") from None
         if waiter.error is not None:
             raise DeliveryFailed(f"Kafka delivery failed: {waiter.error.str()}")
         return waiter.first
 
-    def ready(self, timeout: float = 2.0) -> str | None:
-        """None when Kafka answers and the topic exists, else the reason."""
+    async def ready(self, timeout: float = 2.0) -> str | None:
+        """None when Kafka answers and the topic exists, else the reason.
+
+        NOTE: list_topics() blocks until the broker answers, so it runs in a thread: a broker
+        outage must not stall the event loop (and with it /healthz and every other request).
+        """
         try:
-            meta = self._producer.list_topics(self.kafka.topic_name, timeout=timeout)
+            meta = await asyncio.to_thread(self._producer.list_topics, self.kafka.topic_name, timeout=timeout)
         except Exception as e:
             return f"Kafka unreachable: {e}"
         topic = meta.topics.get(self.kafka.topic_name)
@@ -134,10 +151,10 @@ class ReadingProducer:
         return None
 
     def close(self, timeout: float = 30.0) -> int:
-        """Flush what is queued, stop the delivery thread; returns messages left unflushed."""
-        left = self._producer.flush(timeout)
+        """Stop the delivery thread, flush what is queued; returns messages left unflushed."""
         self._running = False
         self._thread.join(timeout=1)
+        left = self._producer.flush(timeout)
         if left:
             log.error("%d messages were not delivered before shutdown", left)
         return left

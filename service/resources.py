@@ -1,11 +1,16 @@
-"""HTTP resources: POST /sensor, POST /sensor/batch, health, readiness, metrics, OpenAPI."""
+"""HTTP resources: POST /sensor, POST /sensor/batch, health, readiness, metrics, OpenAPI.
+
+Responders are coroutines on the worker's event loop (falcon.asgi): nothing here may block.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Protocol
 
 import falcon
+import falcon.asgi
 import msgspec
 
 from pipeline.reading import Reading, decode_batch, decode_reading
@@ -17,40 +22,49 @@ NDJSON = "application/x-ndjson"
 
 
 class Sender(Protocol):
-    """What the resources need from the producer (tests may pass the real one only)."""
+    """What the resources need from the producer."""
 
-    def send(self, readings: list[Reading], received_ns: int) -> Delivery | None: ...
+    async def send(self, readings: list[Reading], received_ns: int) -> Delivery | None: ...
 
-    def ready(self, timeout: float = 2.0) -> str | None: ...
+    async def ready(self, timeout: float = 2.0) -> str | None: ...
 
 
-def _reply(resp: falcon.Response, status: int, body: Any) -> None:
+def _reply(resp: falcon.asgi.Response, status: int, body: Any) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = msgspec.json.encode(body)
 
 
-def _media_type(req: falcon.Request) -> str:
+def _media_type(req: falcon.asgi.Request) -> str:
     return (req.content_type or "").split(";", 1)[0].strip().lower()
 
 
-def read_body(req: falcon.Request, limit: int, accepted: tuple[str, ...]) -> bytes:
-    """The raw body, after the content-type and size checks (413 / 415)."""
+async def read_body(req: falcon.asgi.Request, settings: ApiSettings, accepted: tuple[str, ...]) -> bytes:
+    """The raw body, after the content-type and size checks (413 / 415), read within
+    API_BODY_TIMEOUT_MS (408, and the connection is closed: a client that slow is not kept)."""
     if _media_type(req) not in accepted:
         raise falcon.HTTPUnsupportedMediaType(
             description=f"Content-Type must be {' or '.join(accepted)}, got {req.content_type or 'none'}"
         )
+    limit = settings.max_body_bytes
     if req.content_length is not None and req.content_length > limit:
         raise falcon.HTTPContentTooLarge(description=f"body is larger than {limit} bytes")
-    body = req.bounded_stream.read(limit + 1)
+    try:
+        body = await asyncio.wait_for(req.stream.read(limit + 1), settings.api_body_timeout_ms / 1000)
+    except asyncio.TimeoutError:
+        raise falcon.HTTPError(
+            falcon.HTTP_408,
+            description=f"the body did not arrive within {settings.api_body_timeout_ms} ms",
+            headers={"Connection": "close"},
+        ) from None
     if len(body) > limit:
         raise falcon.HTTPContentTooLarge(description=f"body is larger than {limit} bytes")
     return body
 
 
-def _send(sender: Sender, readings: list[Reading], received_ns: int) -> Delivery | None:
+async def _send(sender: Sender, readings: list[Reading], received_ns: int) -> Delivery | None:
     try:
-        delivery = sender.send(readings, received_ns)
+        delivery = await sender.send(readings, received_ns)
     except ProduceError:
         metrics.READINGS.labels("failed").inc(len(readings))
         raise
@@ -65,15 +79,15 @@ class SensorResource:
         self.settings = settings
         self.sender = sender
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         received_ns = time.time_ns()
-        body = read_body(req, self.settings.max_body_bytes, (falcon.MEDIA_JSON,))
+        body = await read_body(req, self.settings, (falcon.MEDIA_JSON,))
         try:
             reading = decode_reading(body)
         except (ValueError, msgspec.DecodeError):
             metrics.READINGS.labels("rejected").inc()
             raise
-        delivery = _send(self.sender, [reading], received_ns)
+        delivery = await _send(self.sender, [reading], received_ns)
         if delivery is None:
             _reply(resp, 202, {"status": "queued"})
         else:
@@ -87,9 +101,9 @@ class BatchResource:
         self.settings = settings
         self.sender = sender
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         received_ns = time.time_ns()
-        body = read_body(req, self.settings.max_body_bytes, (falcon.MEDIA_JSON, NDJSON))
+        body = await read_body(req, self.settings, (falcon.MEDIA_JSON, NDJSON))
         try:
             readings = decode_batch(body, ndjson=_media_type(req) == NDJSON)
         except (ValueError, msgspec.DecodeError):
@@ -101,12 +115,12 @@ class BatchResource:
             raise falcon.HTTPContentTooLarge(
                 description=f"the batch has {len(readings)} readings; at most {self.settings.max_batch} are allowed"
             )
-        _send(self.sender, readings, received_ns)
+        await _send(self.sender, readings, received_ns)
         _reply(resp, 202, {"accepted": len(readings)})
 
 
 class HealthResource:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         _reply(resp, 200, {"status": "ok"})
 
 
@@ -116,8 +130,8 @@ class ReadyResource:
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        problem = self.sender.ready()
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        problem = await self.sender.ready()
         if problem:
             _reply(resp, 503, {"status": "unavailable", "error": problem})
             resp.set_header("Retry-After", "1")
@@ -129,7 +143,7 @@ class MetricsResource:
     def __init__(self, multiproc_dir: str) -> None:
         self.multiproc_dir = multiproc_dir
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.data, resp.content_type = metrics.render(self.multiproc_dir)
 
 
@@ -137,6 +151,6 @@ class OpenApiResource:
     def __init__(self, document: bytes) -> None:
         self.document = document
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = self.document

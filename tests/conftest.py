@@ -2,6 +2,10 @@
 
 `make test` starts the broker and PostgreSQL and exports TEST_KAFKA_BROKER and
 TEST_DATABASE_URL; run alone, pytest starts them itself with the same scripts.
+
+Two tiers: a test that uses one of these real components is marked `integration` here,
+by the fixtures it asks for (a module that starts processes by other means marks itself);
+`pytest -m "not integration"` runs the fast in-process tier alone.
 """
 
 from __future__ import annotations
@@ -11,11 +15,20 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
-import psycopg
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.support import PYTHON, ROOT, Process, free_port, spawn, unique, wait_http
+from harness.db import throwaway_database
+from harness.kafka import create_topic, delete_topics
+from harness.poll import wait_http
+from harness.process import PYTHON, ROOT, Process, free_port, spawn, unique
+
+INTEGRATION_FIXTURES = frozenset({"kafka_broker", "database_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -40,26 +53,16 @@ def database_url() -> str:
 @pytest.fixture
 def pg_url(database_url: str) -> Iterator[str]:
     """A database of its own (dropped afterwards), so tests never see each other's rows."""
-    name = unique("test_db").replace("-", "_")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(database_url) as url:
+        yield url
 
 
 @pytest.fixture
 def topic(kafka_broker: str) -> Iterator[str]:
     """A fresh readings topic (6 partitions) for one test; deleted afterwards."""
-    name = unique("test-sensor")
-    admin = AdminClient({"bootstrap.servers": kafka_broker})
-    for future in admin.create_topics([NewTopic(name, 6, 1)]).values():
-        future.result(30)
+    name = create_topic(kafka_broker, unique("test-sensor"))
     yield name
-    admin.delete_topics([name, f"{name}.dlq", f"{name}.alerts"])
+    delete_topics(kafka_broker, name, f"{name}.dlq", f"{name}.alerts")
 
 
 @pytest.fixture
@@ -89,11 +92,12 @@ def start_api(pipeline_env: dict[str, str], tmp_path) -> Iterator[ApiFactory]:
     """Start `python -m service` (real gunicorn) with extra env; returns (base_url, proc)."""
     with ExitStack() as stack:
 
-        def start(**extra: str) -> tuple[str, Process]:
+        def start(_ready: str = "/readyz", **extra: str) -> tuple[str, Process]:
+            """`_ready`: the path to wait for (/healthz when no broker is meant to answer)."""
             env = {**pipeline_env, **extra}
             proc = stack.enter_context(spawn([PYTHON, "-m", "service"], env, tmp_path / f"api-{env['API_PORT']}.log"))
             base = f"http://127.0.0.1:{env['API_PORT']}"
-            wait_http(f"{base}/readyz", 60, proc=proc)
+            wait_http(f"{base}{_ready}", 60, proc=proc)
             return base, proc
 
         yield start

@@ -7,6 +7,7 @@ so a replay neither stores a reading twice nor counts it twice.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -76,12 +77,16 @@ class SqliteSink(Sink):
     def setup(self) -> None:
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NOTE: FULL, not NORMAL: offsets are committed after this write, so the write must
-            # survive a power loss, not only a process crash (NORMAL loses the last commits then).
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+            # NOTE: workers boot together, and switching a new file to WAL can fail at once with
+            # "database is locked" (SQLite's busy timeout does not cover it): one at a time.
+            with open(f"{self.path}.setup-lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # NOTE: FULL, not NORMAL: offsets are committed after this write, so the write must
+                # survive a power loss, not only a process crash (NORMAL loses the last commits then).
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
         except (OSError, sqlite3.Error) as e:
             raise BootError(f"cannot open SQLite database {self.path}: {e}") from e
         self._conn = conn

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PYTHON, Process, spawn, wait_for
+from harness.poll import wait_until
+from harness.process import PYTHON, Process, spawn
 
 PoolFactory = Callable[..., Process]
 
@@ -33,13 +34,8 @@ def start_pool(pool_env: dict[str, str], tmp_path: Path) -> Iterator[PoolFactory
                 spawn([PYTHON, "-m", "consumer_pool", *args], env, tmp_path / f"pool-{count}.log")
             )
             if wait:
-
-                def listening() -> bool:
-                    if proc.popen.poll() is not None:
-                        raise AssertionError(f"pool exited with {proc.popen.returncode}:\n{proc.log()[-3000:]}")
-                    return f"Listening to topic: {env['TOPIC_NAME']}" in proc.log()
-
-                wait_for(listening, 60, what="the pool to start")
+                listening = f"Listening to topic: {env['TOPIC_NAME']}"
+                wait_until("the pool to start", lambda: listening in proc.log(), 60, proc)
             return proc
 
         yield start

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.support import ROOT
+from harness.process import ROOT
 
 SCRIPT = textwrap.dedent(
     """

@@ -5,6 +5,7 @@ commits, and a worker that cannot boot stops the pool instead of a restart loop.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -13,26 +14,21 @@ import msgspec
 import pytest
 
 from consumer_pool.errors import WORKER_BOOT_ERROR
-from service.models import decode_reading, encode
+from harness.db import pg_count, sqlite_count, sqlite_rows
+from harness.kafka import committed, group_assignment, group_state, produce
+from harness.poll import wait_until
+from harness.process import free_port
+from harness.prometheus import metric, scrape
+from harness.readings import SEED_READING, encoded, reading
+from pipeline.reading import decode_reading, encode
 from tests.consumer_pool.conftest import PoolFactory
-from tests.consumer_pool.helpers import (
-    committed,
-    encoded,
-    group_assignment,
-    group_state,
-    metric,
-    pg_count,
-    produce,
-    reading,
-    scrape,
-    sqlite_count,
-    sqlite_rows,
-    until,
-    worker_pids,
-)
-from tests.support import SEED_READING, free_port
 
 pytestmark = pytest.mark.timeout(240)
+
+
+def worker_pids(log: str) -> dict[int, int]:
+    """slot -> pid of the latest worker booted in that slot, from the supervisor's log."""
+    return {int(slot): int(pid) for slot, pid in re.findall(r"booting worker (\d+) \(pid (\d+)\)", log)}
 
 
 def test_partitions_are_split_between_two_workers_and_console_prints_each_reading(
@@ -45,17 +41,19 @@ def test_partitions_are_split_between_two_workers_and_console_prints_each_readin
         members = group_assignment(kafka_broker, group)
         return members if len(members) == 2 and all(members.values()) else {}
 
-    members = list(until(split, 90, "two workers sharing the partitions", pool).values())
+    members = list(wait_until("two workers sharing the partitions", split, 90, pool).values())
     assert members[0].isdisjoint(members[1])
     assert members[0] | members[1] == set(range(6))
 
     produce(kafka_broker, topic, [(b"sensor01", msgspec.json.encode(SEED_READING))])
     expected = f"Message received: {encode(decode_reading(msgspec.json.encode(SEED_READING))).decode()}"
-    until(lambda: expected in pool.log(), 30, "the console line", pool)
+    wait_until("the console line", lambda: expected in pool.log(), 30, pool)
     assert pool.log().count("Message received:") == 1
     port = int(pool_env["CONSUMER_METRICS_PORT"])
     # NOTE: the console line is written by the sink; the counter moves only after the commit.
-    until(lambda: metric(scrape(port), "sensor_consumer_readings_total", result="stored") == 1, 15, "stored=1", pool)
+    wait_until(
+        "stored=1", lambda: metric(scrape(port), "sensor_consumer_readings_total", result="stored") == 1, 15, pool
+    )
     assert metric(scrape(port), "sensor_consumer_workers_alive") == 2
 
 
@@ -64,7 +62,7 @@ def test_sigkilled_worker_is_replaced_and_every_reading_is_stored_exactly_once(
 ) -> None:
     total = 6000
     pool = start_pool("--workers", "2", SINK="postgres", DATABASE_URL=pg_url, CONSUMER_BATCH_SIZE="200")
-    until(lambda: len(group_assignment(kafka_broker, pool_env["CONSUMER_GROUP"])) == 2, 90, "a stable group", pool)
+    wait_until("a stable group", lambda: len(group_assignment(kafka_broker, pool_env["CONSUMER_GROUP"])) == 2, 90, pool)
 
     def stream() -> None:  # ~3 s of steady traffic, so the kill lands mid-stream
         for start in range(0, total, 200):
@@ -74,21 +72,21 @@ def test_sigkilled_worker_is_replaced_and_every_reading_is_stored_exactly_once(
     producer = threading.Thread(target=stream)
     producer.start()
     try:
-        until(lambda: pg_count(pg_url) >= 600, 60, "the first rows", pool)
+        wait_until("the first rows", lambda: pg_count(pg_url) >= 600, 60, pool)
         victim = worker_pids(pool.log())[0]
         os.kill(victim, signal.SIGKILL)
-        until(lambda: worker_pids(pool.log())[0] != victim, 60, "the worker to be replaced", pool)
+        wait_until("the worker to be replaced", lambda: worker_pids(pool.log())[0] != victim, 60, pool)
     finally:
         producer.join()
 
-    until(lambda: pg_count(pg_url) >= total, 120, f"{total} rows", pool)
+    wait_until(f"{total} rows", lambda: pg_count(pg_url) >= total, 120, pool)
     time.sleep(1.5)  # anything replayed late would show up as an extra row (it must not)
     assert pg_count(pg_url) == total
     assert "was sent SIGKILL" in pool.log()
     samples = scrape(int(pool_env["CONSUMER_METRICS_PORT"]))
     assert metric(samples, "sensor_consumer_worker_restarts_total") >= 1
     port = int(pool_env["CONSUMER_METRICS_PORT"])
-    until(lambda: metric(scrape(port), "sensor_consumer_workers_alive") == 2, 30, "two live workers again", pool)
+    wait_until("two live workers again", lambda: metric(scrape(port), "sensor_consumer_workers_alive") == 2, 30, pool)
     # the dead worker's counters survive it; a batch stored just before the kill counts as duplicate on replay
     assert 0 < metric(samples, "sensor_consumer_readings_total", result="stored") <= total
 
@@ -99,7 +97,7 @@ def test_sigterm_drains_commits_and_leaves_the_group(
     sent = produce(kafka_broker, topic, encoded([reading(i, sensors=30) for i in range(6000)]))
     db = pool_env["SQLITE_PATH"]
     pool = start_pool("--workers", "2", CONSUMER_BATCH_SIZE="50")
-    until(lambda: os.path.exists(db) and sqlite_count(db) >= 300, 60, "the first rows", pool)
+    wait_until("the first rows", lambda: os.path.exists(db) and sqlite_count(db) >= 300, 60, pool)
 
     pool.signal(signal.SIGTERM)  # the supervisor only; it drains its workers
     assert pool.popen.wait(60) == 0, pool.log()[-3000:]
@@ -118,7 +116,7 @@ def test_sigterm_drains_commits_and_leaves_the_group(
 
     # ...and a new run of the same group picks up the rest: all of it, once.
     again = start_pool("--workers", "1")
-    until(lambda: sqlite_count(db) == len(sent), 90, "the rest after restart", again)
+    wait_until("the rest after restart", lambda: sqlite_count(db) == len(sent), 90, again)
 
 
 def test_worker_that_cannot_boot_stops_the_pool(start_pool: PoolFactory) -> None:

@@ -11,21 +11,12 @@ import msgspec
 import psycopg
 import pytest
 
+from harness.db import pg_count, pg_rows, sqlite_count, sqlite_rows
+from harness.kafka import committed, produce, read_topic
+from harness.poll import wait_until
+from harness.prometheus import metric, scrape
+from harness.readings import encoded, reading
 from tests.consumer_pool.conftest import PoolFactory
-from tests.consumer_pool.helpers import (
-    committed,
-    encoded,
-    metric,
-    pg_count,
-    pg_rows,
-    produce,
-    reading,
-    scrape,
-    sqlite_count,
-    sqlite_rows,
-    until,
-)
-from tests.support import read_topic
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -41,7 +32,7 @@ def test_garbage_goes_to_the_dlq_while_the_rest_flow_and_e2e_is_observed(
     pool = start_pool("--workers", "2")
     db = pool_env["SQLITE_PATH"]
 
-    until(lambda: sqlite_count(db) == 200, 60, "the good readings", pool)
+    wait_until("the good readings", lambda: sqlite_count(db) == 200, 60, pool)
     dead = read_topic(kafka_broker, pool_env["DLQ_TOPIC"], expected=2)
     assert sorted(m.value() for m in dead) == sorted(v for _, v in bad)
     for m in dead:
@@ -53,7 +44,8 @@ def test_garbage_goes_to_the_dlq_while_the_rest_flow_and_e2e_is_observed(
 
     port = int(pool_env["CONSUMER_METRICS_PORT"])
     # NOTE: rows are visible before the counters move (they are updated after the commit).
-    samples = until(
+    samples = wait_until(
+        "metrics",
         lambda: (
             (s := scrape(port))
             and metric(s, "sensor_consumer_readings_total", result="dlq") == 2
@@ -61,7 +53,6 @@ def test_garbage_goes_to_the_dlq_while_the_rest_flow_and_e2e_is_observed(
             and s
         ),
         30,
-        "metrics",
         pool,
     )
     assert metric(samples, "sensor_pipeline_e2e_latency_seconds_count") == 200
@@ -70,7 +61,9 @@ def test_garbage_goes_to_the_dlq_while_the_rest_flow_and_e2e_is_observed(
     assert metric(samples, "sensor_consumer_batch_size_count") >= 1
     assert metric(samples, "sensor_consumer_batch_size_sum") == 202
     assert metric(samples, "sensor_sink_write_duration_seconds_count", sink="sqlite") >= 1
-    until(lambda: ("sensor_consumer_lag", (("partition", str(sent[0].partition)),)) in scrape(port), 30, "lag", pool)
+    wait_until(
+        "lag", lambda: ("sensor_consumer_lag", (("partition", str(sent[0].partition)),)) in scrape(port), 30, pool
+    )
 
 
 def expected_aggregates(readings: list[dict]) -> dict[tuple[str, str, str], tuple[int, float, float, float]]:
@@ -117,14 +110,16 @@ def test_replay_stores_once_and_keeps_aggregates_and_alerts_right(
     port = int(pool_env["CONSUMER_METRICS_PORT"])
 
     first = start_pool("--workers", "2", **extra, **rules)
-    until(lambda: count() == 900, 90, "the first pass", first)
-    until(lambda: metric(scrape(port), "sensor_consumer_readings_total", result="duplicate") == 50, 30, "dups", first)
+    wait_until("the first pass", lambda: count() == 900, 90, first)
+    wait_until(
+        "dups", lambda: metric(scrape(port), "sensor_consumer_readings_total", result="duplicate") == 50, 30, first
+    )
     assert first.stop() == 0
 
     # A new group id reads the whole topic again: a full replay.
     again = start_pool("--workers", "2", CONSUMER_GROUP=pool_env["CONSUMER_GROUP"] + "-replay", **extra, **rules)
-    until(
-        lambda: metric(scrape(port), "sensor_consumer_readings_total", result="duplicate") == 950, 90, "replay", again
+    wait_until(
+        "replay", lambda: metric(scrape(port), "sensor_consumer_readings_total", result="duplicate") == 950, 90, again
     )
     assert metric(scrape(port), "sensor_consumer_readings_total", result="stored") == 0
     assert again.stop() == 0
@@ -162,17 +157,21 @@ def test_sink_outage_is_retried_without_committing(
     group, port = pool_env["CONSUMER_GROUP"], int(pool_env["CONSUMER_METRICS_PORT"])
     pool = start_pool("--workers", "2", SINK="postgres", DATABASE_URL=pg_url)
     produce(kafka_broker, topic, encoded([reading(i, sensors=10) for i in range(100)]))
-    until(lambda: pg_count(pg_url) == 100, 60, "the first rows", pool)
-    until(lambda: sum(max(o, 0) for o in committed(kafka_broker, group, topic).values()) == 100, 30, "commits", pool)
+    wait_until("the first rows", lambda: pg_count(pg_url) == 100, 60, pool)
+    wait_until(
+        "commits", lambda: sum(max(o, 0) for o in committed(kafka_broker, group, topic).values()) == 100, 30, pool
+    )
 
     with psycopg.connect(pg_url, autocommit=True) as conn:  # the store "goes away" for writes
         conn.execute("ALTER TABLE readings RENAME TO readings_away")
     produce(kafka_broker, topic, encoded([reading(i, sensors=10) for i in range(100, 200)]))
-    until(lambda: metric(scrape(port), "sensor_consumer_sink_errors_total") >= 3, 60, "retries", pool)
+    wait_until("retries", lambda: metric(scrape(port), "sensor_consumer_sink_errors_total") >= 3, 60, pool)
     assert sum(max(o, 0) for o in committed(kafka_broker, group, topic).values()) == 100
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE readings_away RENAME TO readings")
-    until(lambda: pg_count(pg_url) == 200, 60, "the rows held back by the outage", pool)
-    until(lambda: sum(max(o, 0) for o in committed(kafka_broker, group, topic).values()) == 200, 30, "commits", pool)
+    wait_until("the rows held back by the outage", lambda: pg_count(pg_url) == 200, 60, pool)
+    wait_until(
+        "commits", lambda: sum(max(o, 0) for o in committed(kafka_broker, group, topic).values()) == 200, 30, pool
+    )
     assert "retrying in" in pool.log()

@@ -7,9 +7,15 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.support import ROOT, SEED_READING, free_port, read_at, unique, wait_for
+from harness.kafka import read_at
+from harness.poll import wait_until
+from harness.process import ROOT, free_port, unique
+from harness.readings import SEED_READING
+
+pytestmark = pytest.mark.integration  # real processes (see tests/conftest.py)
 
 KAFKA = str(ROOT / "deploy/local/kafka.sh")
 STACK = str(ROOT / "deploy/local/stack.sh")
@@ -68,7 +74,7 @@ def test_make_up_serves_the_seed_reading_end_to_end_and_make_down_stops_it(tmp_p
         record = read_at(env["KAFKA_BROKER"], topic, resp.json()["partition"], resp.json()["offset"])
         assert record.key() == b"sensor01"
         pool_log = run_dir / "logs" / "consumer-pool.log"
-        wait_for(lambda: "Message received: " in pool_log.read_text(), 30, what="the consumer's echo")
+        wait_until("the consumer's echo", lambda: "Message received: " in pool_log.read_text(), 30)
         log = pool_log.read_text()
         assert f"Listening to topic: {topic}" in log
         assert '"sensor_id":"sensor01"' in log.split("Message received: ", 1)[1]

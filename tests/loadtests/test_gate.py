@@ -9,7 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.support import PYTHON, spawn
+import pytest
+
+from harness.process import PYTHON, spawn
+
+pytestmark = pytest.mark.integration  # real processes (see tests/conftest.py)
 
 SHORT = ["--run-time", "5", "--users", "10", "--offered-rps", "50", "--min-rps", "10"]
 

@@ -15,7 +15,7 @@ from loadtests.readings import (
     to_json,
     to_ndjson,
 )
-from service.models import decode_batch, decode_reading
+from pipeline.reading import decode_batch, decode_reading
 
 
 def test_readings_decode_with_the_api_model_and_stay_realistic() -> None:

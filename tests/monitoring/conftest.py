@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from confluent_kafka.admin import AdminClient, NewTopic
 
+from harness.kafka import create_topic, delete_topics
+from harness.poll import wait_http, wait_until
+from harness.process import PYTHON, Process, free_port, spawn, unique
 from tests.monitoring.files import ALERT_RULES, PROMETHEUS_CONFIG, load_yaml
-from tests.support import PYTHON, Process, free_port, spawn, unique, wait_for, wait_http
 
 PrometheusFactory = Callable[[dict[str, list[str]]], str]
 
@@ -23,12 +24,9 @@ PrometheusFactory = Callable[[dict[str, list[str]]], str]
 def rejecting_topic(kafka_broker: str) -> Iterator[str]:
     """A topic that accepts no record: max.message.bytes is below any record batch, so the
     broker answers MSG_SIZE_TOO_LARGE and the API counts a delivery error and answers 503."""
-    name = unique("test-rejecting")
-    admin = AdminClient({"bootstrap.servers": kafka_broker})
-    for future in admin.create_topics([NewTopic(name, 1, 1, config={"max.message.bytes": "64"})]).values():
-        future.result(30)
+    name = create_topic(kafka_broker, unique("test-rejecting"), 1, config={"max.message.bytes": "64"})
     yield name
-    admin.delete_topics([name])
+    delete_topics(kafka_broker, name)
 
 
 @pytest.fixture
@@ -47,7 +45,8 @@ def start_pool(pipeline_env: dict[str, str], pg_url: str, tmp_path: Path) -> Ite
             proc: Process = stack.enter_context(spawn([PYTHON, "-m", "consumer_pool"], env, tmp_path / "pool.log"))
             url = f"http://127.0.0.1:{env['CONSUMER_METRICS_PORT']}/metrics"
             wait_http(url, 90, proc=proc)
-            wait_for(lambda: f"Listening to topic: {env['TOPIC_NAME']}" in proc.log(), 60, what="the pool to start")
+            listening = f"Listening to topic: {env['TOPIC_NAME']}"
+            wait_until("the pool to start", lambda: listening in proc.log(), 60, proc)
             return url
 
         yield start

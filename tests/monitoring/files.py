@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import ROOT
+from harness.process import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

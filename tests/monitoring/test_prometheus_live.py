@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import requests
 from confluent_kafka import Producer
 
+from harness.poll import wait_until
+from harness.process import free_port
 from tests.monitoring.conftest import PrometheusFactory
 from tests.monitoring.files import (
     alert_rules,
@@ -32,7 +35,8 @@ from tests.monitoring.files import (
     sql_targets,
     substitute_variables,
 )
-from tests.support import free_port, wait_for
+
+pytestmark = pytest.mark.integration  # real processes (see tests/conftest.py)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -143,10 +147,10 @@ def test_dashboard_and_alert_expressions_return_data(
     produce_garbage()
 
     with traffic(api, failing_api) as counts:
-        wait_for(
+        wait_until(
+            "Prometheus scraping both APIs and the pool",
             lambda: len(query(prometheus, 'up{job=~"sensor-.*"} == 1')) == 3,
             60,
-            what="Prometheus scraping both APIs and the pool",
         )
         for expr in (
             'sum(sensor_consumer_readings_total{result="stored"}) > 0',
@@ -154,15 +158,15 @@ def test_dashboard_and_alert_expressions_return_data(
             "sum(sensor_kafka_delivery_errors_total) > 0",
             'sum(sensor_api_requests_total{status="503"}) > 0',
         ):
-            wait_for(lambda e=expr: query(prometheus, e), 90, what=f"{expr} in Prometheus")
+            wait_until(f"{expr} in Prometheus", lambda e=expr: query(prometheus, e), 90)
         # NOTE: a labelled counter appears at its first event, already at 1, and increase()
         # sees no increase in a series' first sample; a second dead letter after the first
         # was scraped is what makes the DLQ alert's increase() positive.
         produce_garbage()
-        wait_for(
+        wait_until(
+            "the second dead letter in Prometheus",
             lambda: query(prometheus, 'sum(sensor_consumer_readings_total{result="dlq"}) >= 2'),
             60,
-            what="the second dead letter in Prometheus",
         )
 
         expressions = [
@@ -203,7 +207,7 @@ def test_dashboard_and_alert_expressions_return_data(
             found = {(r[0], r[1]): dict(zip(names, r, strict=True)) for r in cursor.fetchall()}
         return found if all(k in found and found[k]["value"] == v for k, v in latest.items()) else {}
 
-    found = wait_for(rows, 60, what=f"{title}: the latest values")
+    found = wait_until(f"{title}: the latest values", rows, 60)
     for key in latest:
         row = found[key]
         assert row["reading time"] == datetime(2025, 11, 17, 14, 0, 2, tzinfo=timezone.utc)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.process import ROOT
 from tests.monitoring.files import (
     ALERT_RULES,
     ALERT_TESTS,
@@ -25,7 +26,6 @@ from tests.monitoring.files import (
     sql_targets,
     substitute_variables,
 )
-from tests.support import ROOT
 
 DESIGN_METRICS = {
     "sensor_api_requests_total",

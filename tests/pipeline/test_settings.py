@@ -13,7 +13,7 @@ from pipeline.settings import ConfigError, PoolSettings, Settings, apply_flags, 
 def test_defaults_are_those_of_the_contract() -> None:
     s = Settings.from_env({})
     assert (s.kafka.kafka_broker, s.kafka.topic_name, s.api.api_port) == ("localhost:9092", "sensor_data", 5000)
-    assert (s.api.ack_mode, s.api.ack_timeout_ms, s.api.api_workers, s.api.api_threads) == ("delivered", 5000, 2, 16)
+    assert (s.api.ack_mode, s.api.ack_timeout_ms, s.api.api_workers) == ("delivered", 5000, 2)
     assert (s.pool.sink, s.pool.consumer_workers, s.kafka.topic_partitions) == ("sqlite", 2, 6)
     assert s.api.api_keys == frozenset()
 

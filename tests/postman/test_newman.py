@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.support import ROOT, free_port
+from harness.process import ROOT, free_port
+
+pytestmark = pytest.mark.integration  # real processes (see tests/conftest.py)
 
 POSTMAN = ROOT / "postman"
 COLLECTION = POSTMAN / "sensor-api.postman_collection.json"

@@ -19,10 +19,10 @@ from service.app import create_app
 class Unreachable:
     """A sender for requests that must be refused before anything is produced."""
 
-    def send(self, readings: list[Reading], received_ns: int) -> None:
+    async def send(self, readings: list[Reading], received_ns: int) -> None:
         raise AssertionError(f"{len(readings)} readings reached the producer")
 
-    def ready(self, timeout: float = 2.0) -> str | None:
+    async def ready(self, timeout: float = 2.0) -> str | None:
         return "Kafka unreachable: no broker in this test"
 
 

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from harness.kafka import read_topic
+from harness.poll import wait_until
+from harness.process import ROOT, free_port, unique
+from harness.readings import SEED_READING
 from tests.conftest import ApiFactory
-from tests.support import ROOT, SEED_READING, free_port, read_topic, unique, wait_for
 
 
 @dataclass
@@ -85,7 +88,7 @@ def test_broker_outage_gives_503_then_recovers_without_false_acknowledgements(
     assert requests.get(f"{base}/readyz", timeout=10).status_code == 503
 
     private_broker.run("start")
-    wait_for(lambda: send().status_code == 202, timeout=90, interval=0.5, what="a 202 after the broker restart")
+    wait_until("a 202 after the broker restart", lambda: send().status_code == 202, 90, interval=0.5)
     assert all(send().status_code == 202 for _ in range(20))
 
     # Readings answered 503 may still arrive (the producer retries them); every 202 must.
@@ -125,7 +128,7 @@ def test_sigterm_mid_stream_loses_nothing_that_was_answered_2xx(
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: len(acknowledged) > 300, timeout=60, what="300 acknowledged readings")
+        wait_until("300 acknowledged readings", lambda: len(acknowledged) > 300, 60)
         proc.signal(signal.SIGTERM)
         assert proc.popen.wait(60) == 0, proc.log()[-3000:]
     finally:

@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import msgspec
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
 
+from harness.kafka import read_at, read_topic, watermarks
+from harness.prometheus import scrape, series
+from harness.readings import SEED_READING
 from tests.conftest import ApiFactory
-from tests.support import SEED_READING, read_at, read_topic, unique
 
 JSON = {"Content-Type": "application/json"}
 
@@ -23,16 +24,7 @@ def post(url: str, data: bytes | str, content_type: str = "application/json", **
 
 
 def topic_size(broker: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": unique("size")})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        total = 0
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
+    return sum(high - low for low, high in watermarks(broker, topic).values())
 
 
 @pytest.mark.parametrize(
@@ -170,16 +162,6 @@ def test_openapi_document_describes_every_route(api: str) -> None:
     assert reading["additionalProperties"] is False
 
 
-def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return out
-
-
 def test_one_scrape_covers_every_worker(start_api: ApiFactory) -> None:
     base, _ = start_api(API_WORKERS="2", API_THREADS="4")
 
@@ -192,14 +174,18 @@ def test_one_scrape_covers_every_worker(start_api: ApiFactory) -> None:
     assert statuses == [202] * 200
     requests.post(f"{base}/sensor", data=b"{", headers=JSON, timeout=5)
 
-    metrics = parse_metrics(requests.get(f"{base}/metrics", timeout=5).text)
+    metrics = scrape(f"{base}/metrics", timeout=5)
 
-    served = {labels["pid"]: value for labels, value in metrics["sensor_api_worker_requests_served"]}
+    served = {labels["pid"]: value for labels, value in series(metrics, "sensor_api_worker_requests_served")}
     assert len([v for v in served.values() if v > 0]) >= 2, served
-    posts = {labels["status"]: v for labels, v in metrics["sensor_api_requests_total"] if labels["route"] == "/sensor"}
+    posts = {
+        labels["status"]: v
+        for labels, v in series(metrics, "sensor_api_requests_total")
+        if labels["route"] == "/sensor"
+    }
     assert posts == {"202": 200.0, "400": 1.0}
-    readings = {labels["result"]: v for labels, v in metrics["sensor_api_readings_total"]}
+    readings = {labels["result"]: v for labels, v in series(metrics, "sensor_api_readings_total")}
     assert readings == {"accepted": 200.0, "rejected": 1.0, "failed": 0.0}
-    buckets = {labels["le"]: v for labels, v in metrics["sensor_kafka_delivery_duration_seconds_bucket"]}
+    buckets = {labels["le"]: v for labels, v in series(metrics, "sensor_kafka_delivery_duration_seconds_bucket")}
     assert buckets["+Inf"] == 200.0
-    assert metrics["sensor_kafka_queue_depth"][0][1] == 0.0
+    assert series(metrics, "sensor_kafka_queue_depth")[0][1] == 0.0

@@ -7,7 +7,8 @@ import json
 import msgspec
 import requests
 
-from tests.support import SEED_READING, read_at, read_topic
+from harness.kafka import read_at, read_topic
+from harness.readings import SEED_READING
 
 
 def test_seed_reading_is_acknowledged_and_stored_in_kafka(api: str, kafka_broker: str, topic: str) -> None:

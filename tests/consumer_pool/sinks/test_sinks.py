@@ -25,7 +25,7 @@ def make(second: int, value: float, sensor: str = "s1") -> Reading:
     return Reading(sensor, moment, "temperature", value, unit="C")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sink, str]]:
     if request.param == "sqlite":
         where = str(tmp_path / "deep" / "folder" / "r.db")  # parent folders get created
@@ -78,6 +78,7 @@ def test_setup_is_idempotent(sink: tuple[Sink, str]) -> None:
     again.close()
 
 
+@pytest.mark.integration
 def test_postgres_that_cannot_be_reached_is_a_boot_error() -> None:
     with pytest.raises(BootError, match="not usable"):
         PostgresSink(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=2).setup()

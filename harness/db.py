@@ -1,0 +1,94 @@
+"""The store, as the tests, the gate and the benches see it: throwaway databases and row counts.
+
+A database per test (or bench run) keeps counts exact without cleaning tables; it is
+dropped WITH (FORCE) so a pool that is still connected cannot keep it alive.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from harness.process import unique
+
+
+@contextmanager
+def throwaway_database(base_url: str, prefix: str = "test_db") -> Iterator[str]:
+    """Create a fresh database on the server of `base_url`; yields its URL; drops it afterwards."""
+    name = unique(prefix).replace("-", "_")
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base_url.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sqlite_rows(path: str, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    with sqlite3.connect(path, timeout=30) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def sqlite_count(path: str, table: str = "readings") -> int:
+    return sqlite_rows(path, f"SELECT count(*) FROM {table}")[0][0]
+
+
+def pg_rows(url: str, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    with psycopg.connect(url, options="-c TimeZone=UTC") as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def pg_count(url: str, table: str = "readings") -> int:
+    return pg_rows(url, f"SELECT count(*) FROM {table}")[0][0]
+
+
+@dataclass(frozen=True)
+class StoreCount:
+    rows: int
+    last_stored_ns: int | None
+
+
+class Store:
+    """Read-only view of the pool's `readings` table (SQLite file or PostgreSQL), counted by prefix.
+
+    A run is recognised by its sensor_id prefix (`<run_id>-`), so counts stay exact on a
+    database that other traffic shares. A store the pool has not created yet counts 0.
+    """
+
+    def __init__(self, sqlite_path: str | None = None, database_url: str | None = None) -> None:
+        if not sqlite_path and not database_url:
+            raise ValueError("a SQLite path or a database URL is needed")
+        self.sqlite_path = sqlite_path
+        self.database_url = database_url
+
+    def count(self, prefix: str) -> StoreCount:
+        """Rows whose sensor_id starts with `prefix`, and when the last of them was stored."""
+        sql = "SELECT count(*), max(stored_at_ns) FROM readings WHERE sensor_id LIKE {p} || '%'"
+        if self.database_url:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                try:
+                    row = conn.execute(sql.format(p="%s"), (prefix,)).fetchone()
+                except psycopg.errors.UndefinedTable:
+                    return StoreCount(0, None)
+        else:
+            path = Path(self.sqlite_path or "")
+            if not path.exists():
+                return StoreCount(0, None)
+            # NOTE: read-only, so counting never takes a write lock the pool is waiting for.
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            try:
+                row = conn.execute(sql.format(p="?"), (prefix,)).fetchone()
+            except sqlite3.OperationalError as e:
+                if "no such table" in str(e):
+                    return StoreCount(0, None)
+                raise
+            finally:
+                conn.close()
+        rows, last = row if row else (0, None)
+        return StoreCount(int(rows or 0), int(last) if last is not None else None)

@@ -1,0 +1,30 @@
+"""The gunicorn worker class: uvicorn's worker (uvicorn-worker) configured from ApiSettings.
+
+gunicorn stays the process manager (graceful SIGTERM, worker restarts, the hooks in
+gunicorn_conf.py); each worker runs one uvicorn server and one event loop, with uvloop and
+httptools, the header deadline of service/http_protocol.py and a cap on connections.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn_worker import UvicornWorker
+
+from pipeline.settings import ApiSettings
+from service.http_protocol import with_header_timeout
+
+
+def worker_class(api: ApiSettings) -> type[UvicornWorker]:
+    """A UvicornWorker subclass whose uvicorn Config follows `api`."""
+    config: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": with_header_timeout(api.api_header_timeout_ms / 1000),
+        "lifespan": "on",  # the producer is flushed at the lifespan shutdown (service/asgi.py)
+        # Past this many connections plus requests in flight, uvicorn answers 503 at once.
+        "limit_concurrency": api.api_max_connections,
+        "timeout_keep_alive": api.api_keepalive_ms / 1000,
+        "access_log": False,
+        "server_header": False,
+    }
+    return type("SensorApiWorker", (UvicornWorker,), {"CONFIG_KWARGS": config})

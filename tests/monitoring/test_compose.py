@@ -2,7 +2,7 @@
 
 The compose file is validated against the Compose Specification JSON schema as vendored
 by check-jsonschema (pinned in requirements.txt; works offline), then checked for what the
-schema cannot know: the services DESIGN.md names, pinned images, healthchecks and start
+schema cannot know: the services docs/contract.md names, pinned images, healthchecks and start
 order, the Kafka listeners, and that Prometheus and Grafana point at what compose runs.
 """
 
@@ -32,8 +32,8 @@ from tests.monitoring.files import (
     load_yaml,
 )
 
-DESIGN_SERVICES = {"kafka", "kafka-ui", "api", "consumer-pool", "timescaledb", "prometheus", "grafana"}
-LONG_RUNNING = DESIGN_SERVICES  # every service but the one-shot topic init
+CONTRACT_SERVICES = {"kafka", "kafka-ui", "api", "consumer-pool", "timescaledb", "prometheus", "grafana"}
+LONG_RUNNING = CONTRACT_SERVICES  # every service but the one-shot topic init
 
 
 def compose_schema() -> dict[str, Any]:
@@ -89,7 +89,7 @@ def test_schema_validation_catches_mistakes(compose: dict[str, Any], where: str)
 
 
 def test_services_are_the_ones_design_names(services: dict[str, Any]) -> None:
-    assert set(services) == DESIGN_SERVICES | {"kafka-init"}
+    assert set(services) == CONTRACT_SERVICES | {"kafka-init"}
     assert not any("zookeeper" in name or "zookeeper" in str(s.get("image", "")) for name, s in services.items())
 
 

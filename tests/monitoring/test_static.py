@@ -1,5 +1,5 @@
 """The monitoring files on their own: promtool's checks, the dashboard's structure, and
-that dashboard and alerts cover every metric DESIGN.md names."""
+that dashboard and alerts cover every metric docs/contract.md names."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from harness.process import ROOT
+from tests import contract
 from tests.monitoring.files import (
     ALERT_RULES,
     ALERT_TESTS,
@@ -27,21 +28,8 @@ from tests.monitoring.files import (
     substitute_variables,
 )
 
-DESIGN_METRICS = {
-    "sensor_api_requests_total",
-    "sensor_api_request_duration_seconds",
-    "sensor_api_readings_total",
-    "sensor_kafka_delivery_duration_seconds",
-    "sensor_kafka_delivery_errors_total",
-    "sensor_kafka_queue_depth",
-    "sensor_consumer_readings_total",
-    "sensor_pipeline_e2e_latency_seconds",
-    "sensor_consumer_batch_size",
-    "sensor_consumer_lag",
-    "sensor_consumer_workers_alive",
-    "sensor_consumer_worker_restarts_total",
-    "sensor_sink_write_duration_seconds",
-}
+# The metrics the contract fixes for dashboards and alerts (its extras excepted).
+CONTRACT_METRICS = {name for name, extra in contract.metrics().items() if not extra}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,11 +39,11 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_metrics_exist_in_the_code() -> None:
-    """Every metric DESIGN.md names (and the dashboard and alerts use) is defined by the
+    """Every metric docs/contract.md names (and the dashboard and alerts use) is defined by the
     service or the pool; the live test then proves they are exported."""
     code = (ROOT / "service" / "metrics.py").read_text() + (ROOT / "consumer_pool" / "metrics.py").read_text()
     defined = set(re.findall(r"\(\s*\"(sensor_[a-z0-9_]+)\"", code))
-    assert defined >= DESIGN_METRICS, sorted(DESIGN_METRICS - defined)
+    assert defined >= CONTRACT_METRICS, sorted(CONTRACT_METRICS - defined)
 
 
 def test_promtool_check_config() -> None:
@@ -123,10 +111,10 @@ def test_dashboard_structure() -> None:
         assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]
 
 
-def test_dashboard_covers_every_design_metric() -> None:
+def test_dashboard_covers_every_contract_metric() -> None:
     used = set().union(*(metric_names(expr) for _, expr in prometheus_targets(dashboard())))
-    assert {re.sub(r"_total$", "", m) for m in DESIGN_METRICS} <= {re.sub(r"_total$", "", m) for m in used}
-    assert used <= DESIGN_METRICS | {re.sub(r"_total$", "", m) for m in DESIGN_METRICS}, used
+    assert {re.sub(r"_total$", "", m) for m in CONTRACT_METRICS} <= {re.sub(r"_total$", "", m) for m in used}
+    assert used <= CONTRACT_METRICS | {re.sub(r"_total$", "", m) for m in CONTRACT_METRICS}, used
 
 
 def test_dashboard_expressions_parse(tmp_path: Path) -> None:

@@ -1,0 +1,49 @@
+"""docs/contract.md stays true: its variables are the settings' fields (with their defaults)
+and its metrics are the ones the code defines, no more and no fewer."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from harness.process import ROOT
+from pipeline.settings import SECTIONS, Settings
+from tests import contract
+
+NOT_SETTINGS = {"RDKAFKA_*"}  # a prefix, passed through to librdkafka
+
+
+def declared() -> dict[str, object]:
+    fields = {}
+    for struct in (*SECTIONS.values(), Settings):
+        for field in msgspec.inspect.type_info(struct).fields:
+            if field.name not in SECTIONS and field.name != "rdkafka":
+                fields[field.name.upper()] = field.default
+    return fields
+
+
+def test_every_variable_on_the_page_is_a_setting_and_every_setting_is_on_the_page() -> None:
+    page = set(contract.variables()) - NOT_SETTINGS
+    # PROMETHEUS_MULTIPROC_DIR is prometheus-client's own variable; the page explains it in prose.
+    assert page == set(declared()) - {"PROMETHEUS_MULTIPROC_DIR"}
+
+
+def test_the_defaults_on_the_page_are_the_declared_ones() -> None:
+    fields = declared()
+    for name, default in contract.variables().items():
+        if name in NOT_SETTINGS:
+            continue
+        value = fields[name]
+        if isinstance(value, bool):
+            assert default.split()[0] == str(value).lower(), name
+        elif isinstance(value, frozenset) or value == "":
+            assert default.startswith("(empty"), name
+        else:
+            assert default.replace(",", "") == str(value), f"{name}: page {default!r}, code {value!r}"
+
+
+def test_the_metrics_on_the_page_are_those_the_code_defines() -> None:
+    code = "".join((ROOT / p).read_text() for p in ("service/metrics.py", "consumer_pool/metrics.py"))
+    defined = set(re.findall(r"\(\s*\"(sensor_[a-z0-9_]+)\"", code))
+    assert set(contract.metrics()) == defined

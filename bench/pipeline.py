@@ -1,14 +1,16 @@
-"""`python -m bench.pipeline`: the whole pipeline (HTTP -> API -> Kafka -> pool -> SQLite) under load.
+"""`python -m bench.pipeline`: the stack as `make up` runs it, under open-loop load.
 
-Starts its own API and pool (2 gunicorn workers, 2 pool workers, SQLite sink: the defaults)
-on the broker in BENCH_KAFKA_BROKER with a fresh topic, then offers fixed loads with Locust
-(single readings, constant throughput per user) and finally the most it can take with wrk
-(closed loop, 64 connections). Per level: achieved req/s, HTTP p50/p99 (client side),
-e2e p50/p99 (the pool's histogram, diffed over the level), readings acknowledged vs stored,
-and how long after the last answer the last row was stored. Results replace the
-"Whole pipeline" section of BENCHMARKS.md (skip with --no-write).
-
-wrk comes from Debian (apt-get install wrk), as for bench/service.py.
+API (2 uvicorn workers) + pool (2 workers, SQLite, the seed's echo on, as `make up` starts
+it) on the broker in BENCH_KAFKA_BROKER, fresh topic. vegeta (bench/vegeta.py) offers each
+rate for a fixed time, one distinct reading per request, requests leaving at their scheduled
+times. Per level:
+- HTTP: achieved req/s, p50/p99/max from the scheduled send, non-2xx and timeouts;
+- e2e from the level's own rows (stored_at_ns - ingested_at_ns, exact), and the histogram;
+- the latency budget by stage (sensor_pipeline_stage_seconds, diffed over the level);
+- CPU seconds per 1,000 readings of the API, the broker and the pool, from /proc.
+Then an overload level: twice the top rate, to check that the excess is shed with 503 and
+nothing waits longer than ACK_TIMEOUT_MS + 1 s. Results replace the "Whole pipeline"
+section of BENCHMARKS.md (skip with --no-write).
 """
 
 from __future__ import annotations
@@ -17,144 +19,178 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import machine, now, single_reading_lua, write_section, wrk
+from bench import vegeta
+from bench.common import cpu_seconds, group_pids, machine, now, write_section
 from harness.db import Store
 from harness.process import ROOT
-from harness.prometheus import Histogram, scrape_histogram
+from harness.prometheus import Samples, histogram, scrape
 from harness.stack import Endpoints, own_stack
-from loadtests.gate import E2E, Load, run_locust, wait_for_store, warm_up
+from loadtests.gate import wait_for_store, warm_up
 from loadtests.readings import new_run_id
 
-HEADING = "Whole pipeline (Locust -> API -> Kafka -> pool -> store)"
-WRK_CONNECTIONS = 64
+HEADING = "Whole pipeline (vegeta -> API -> Kafka -> pool -> store)"
+STAGE = "sensor_pipeline_stage_seconds"
+E2E = "sensor_pipeline_e2e_latency_seconds"
+STAGES = ("receipt_to_produce", "produce_to_ack", "append_to_fetch", "fetch_to_store", "store_to_commit")
+COMPONENTS = ("api", "broker", "pool")
 
 
-@dataclass(frozen=True)
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest rank of sorted values; NaN when empty."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+@dataclass
 class Level:
-    """One row of the results table."""
-
     name: str
-    offered: str
-    achieved_rps: float
-    http_p50_ms: float
-    http_p99_ms: float
-    e2e_p50_ms: float
-    e2e_p99_ms: float
-    acked: int
+    rate: int
+    seconds: float
+    report: vegeta.Report
     stored: int
-    catchup_s: float | None
+    e2e_rows_ms: list[float]
+    e2e_hist_p99_ms: float
+    stages_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (p50, p99)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # component -> CPU seconds in the level
+
+    def cpu_per_1000(self, component: str | None = None) -> float:
+        used = sum(self.cpu_s.values()) if component is None else self.cpu_s[component]
+        return used / max(self.report.ok, 1) * 1000
 
     def row(self) -> str:
-        catchup = "n/a" if self.catchup_s is None else f"{self.catchup_s:.2f} s"
+        r = self.report
+        bad = r.requests - r.ok
+        e2e = self.e2e_rows_ms
         return (
-            f"| {self.name} | {self.offered} | {self.achieved_rps:,.0f} | {self.http_p50_ms:.1f} | "
-            f"{self.http_p99_ms:.1f} | {self.e2e_p50_ms:.1f} | {self.e2e_p99_ms:.1f} | "
-            f"{self.acked:,} / {self.stored:,} | {catchup} |"
+            f"| {self.name} | {self.rate:,} | {r.throughput:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.max_ms:,.0f} "
+            f"| {bad:,} | {percentile(e2e, 0.5):.1f} | {percentile(e2e, 0.99):.1f} | {self.e2e_hist_p99_ms:.1f} "
+            f"| {r.ok:,} / {self.stored:,} |"
         )
 
+    def stage_row(self) -> str:
+        cells = " | ".join(f"{self.stages_ms[s][0]:.2f} / {self.stages_ms[s][1]:.1f}" for s in STAGES)
+        return f"| {self.name} | {cells} |"
 
-def e2e_ms(before: Histogram | None, after: Histogram | None, q: float) -> float:
-    if before is None or after is None:
-        return float("nan")
-    return (after - before).quantile(q) * 1000
+    def cpu_row(self) -> str:
+        cells = " | ".join(f"{self.cpu_per_1000(c):.2f}" for c in COMPONENTS)
+        return f"| {self.name} | {cells} | **{self.cpu_per_1000():.2f}** |"
 
 
-def locust_level(endpoints: Endpoints, store: Store, run_id: str, rps: int, seconds: int, out: Path) -> Level:
-    """A fixed offered load of single readings from Locust (one process up to 500 req/s, else two)."""
-    tag = f"{run_id}r{rps}"
-    users = min(max(rps // 5, 20), 400)
-    load = Load(rps, users, seconds, "SensorUser", processes=1 if rps <= 500 else 2)
-    before = scrape_histogram(endpoints.pool_metrics_url, E2E)
-    summary = run_locust(load, endpoints.api_url, tag, out / f"locust-{rps}", tag="bench")
-    stored, catchup = wait_for_store(store, f"{tag}-", int(summary["acked_readings"]), summary["last_ok_time"], 30)
-    after = scrape_histogram(endpoints.pool_metrics_url, E2E)
-    return Level(
-        name=f"Locust, {users} users" + (f", {load.processes} processes" if load.processes > 1 else ""),
-        offered=f"{rps:,}",
-        achieved_rps=float(summary["rps"]),
-        http_p50_ms=float(summary["http_p50_ms"]),
-        http_p99_ms=float(summary["http_p99_ms"]),
-        e2e_p50_ms=e2e_ms(before, after, 0.50),
-        e2e_p99_ms=e2e_ms(before, after, 0.99),
-        acked=int(summary["acked_readings"]),
-        stored=stored,
-        catchup_s=catchup,
+def broker_pid() -> int | None:
+    """The local broker that deploy/local/kafka.sh started, if that is what we measure."""
+    path = Path(os.environ.get("RUN_DIR", ROOT / ".run")) / "kafka.pid"
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def processes(endpoints: Endpoints) -> dict[str, list[int]]:
+    kafka = broker_pid()
+    return {
+        "api": group_pids(endpoints.api_pid or 0),
+        "broker": [kafka] if kafka else [],
+        "pool": group_pids(endpoints.pool_pid or 0),
+    }
+
+
+def stage_quantiles(after: Samples, before: Samples) -> dict[str, tuple[float, float]]:
+    out = {}
+    for stage in STAGES:
+        a, b = histogram(after, STAGE, stage=stage), histogram(before, STAGE, stage=stage)
+        window = a - b if a is not None and b is not None else a
+        if window is None or window.count == 0:
+            out[stage] = (float("nan"), float("nan"))
+        else:
+            out[stage] = (window.quantile(0.5) * 1000, window.quantile(0.99) * 1000)
+    return out
+
+
+def run_level(
+    endpoints: Endpoints, store: Store, out: Path, run_id: str, rate: int, seconds: float, name: str
+) -> Level:
+    prefix = f"{run_id}r{rate}-"
+    targets = vegeta.write_targets(
+        out / f"targets-{rate}.json", f"{endpoints.api_url}/sensor", prefix, rate * int(seconds + 2)
     )
-
-
-def wrk_level(endpoints: Endpoints, store: Store, run_id: str, seconds: int) -> Level:
-    """As much as the stack takes: wrk, closed loop, single readings."""
-    tag = f"{run_id}max"
-    hour = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H")
-    lua = single_reading_lua(prefix=f"{tag}-", hour=hour)
-    before = scrape_histogram(endpoints.pool_metrics_url, E2E)
-    print(f"[bench] wrk -t1 -c{WRK_CONNECTIONS} -d{seconds}s {endpoints.api_url}/sensor", flush=True)
-    result = wrk(f"{endpoints.api_url}/sensor", lua, seconds, WRK_CONNECTIONS)
-    last_answer = time.time()
-    acked = result.requests - result.non_2xx
-    # NOTE: wrk does not count requests still in flight when it stops; those may be stored
-    # too, so stored >= 2xx here, and catch-up is measured from wrk's end.
-    stored, catchup = wait_for_store(store, f"{tag}-", acked, last_answer, 60)
-    after = scrape_histogram(endpoints.pool_metrics_url, E2E)
-    return Level(
-        name=f"wrk, {WRK_CONNECTIONS} connections",
-        offered="max",
-        achieved_rps=result.rps,
-        http_p50_ms=result.p50_ms,
-        http_p99_ms=result.p99_ms,
-        e2e_p50_ms=e2e_ms(before, after, 0.50),
-        e2e_p99_ms=e2e_ms(before, after, 0.99),
-        acked=acked,
-        stored=stored,
-        catchup_s=catchup,
-    )
+    procs = processes(endpoints)
+    api_before, pool_before = scrape(endpoints.api_url + "/metrics"), scrape(endpoints.pool_metrics_url)
+    cpu_before = {c: cpu_seconds(p) for c, p in procs.items()}
+    print(f"[bench] {name}: vegeta {rate} req/s for {seconds:g} s", flush=True)
+    report = vegeta.attack(targets, rate, seconds)
+    cpu = {c: cpu_seconds(p) - cpu_before[c] for c, p in procs.items()}
+    stored, _ = wait_for_store(store, prefix, report.ok, time.time(), 30)
+    api_after, pool_after = scrape(endpoints.api_url + "/metrics"), scrape(endpoints.pool_metrics_url)
+    stages = stage_quantiles(api_after, api_before) | {
+        s: q
+        for s, q in stage_quantiles(pool_after, pool_before).items()
+        if s not in ("receipt_to_produce", "produce_to_ack")
+    }
+    e2e_after, e2e_before = histogram(pool_after, E2E), histogram(pool_before, E2E)
+    hist_p99 = (e2e_after - e2e_before).quantile(0.99) * 1000 if e2e_after and e2e_before else float("nan")
+    level = Level(name, rate, seconds, report, stored, store.e2e_ms(prefix), hist_p99, stages, cpu)
+    targets.unlink(missing_ok=True)
+    print(f"[bench] {level.row()}\n[bench] statuses {report.status_codes} errors {report.errors[:3]}", flush=True)
+    return level
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=int, default=20, help="per level")
-    p.add_argument("--loads", default="100,1000", help="fixed offered loads, req/s")
-    p.add_argument("--no-max", action="store_true", help="skip the wrk level")
+    p.add_argument("--rates", default="200,500,1000,2000", help="offered loads, req/s, one level each")
+    p.add_argument("--seconds", type=float, default=30, help="per level (the top rate gets --top-seconds)")
+    p.add_argument("--top-seconds", type=float, default=60)
+    p.add_argument("--overload", type=float, default=2.0, help="x the top rate, 20 s; 0 skips it")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra stack environment")
     args = p.parse_args(argv)
     broker = os.environ.get("BENCH_KAFKA_BROKER", "127.0.0.1:9092")
     run_id = new_run_id()
     out = ROOT / "reports" / f"bench-pipeline-{run_id}"
+    out.mkdir(parents=True, exist_ok=True)
+    rates = [int(x) for x in args.rates.split(",") if x.strip()]
+    env = {"CONSUMER_ECHO": "true", **dict(item.split("=", 1) for item in args.env)}  # as `make up`
     levels: list[Level] = []
-    with own_stack(run_id, out / "stack", broker) as endpoints:
+    with own_stack(run_id, out / "stack", broker, extra_env=env) as endpoints:
         store = Store(endpoints.sqlite_path, endpoints.database_url)
         if warm_up(endpoints, store, run_id, 60) is None:
             print("[bench] the pipeline did not warm up; see the logs in " + str(out / "stack"), file=sys.stderr)
             return 1
-        for rps in (int(x) for x in args.loads.split(",") if x.strip()):
-            levels.append(locust_level(endpoints, store, run_id, rps, args.seconds, out))
-            print(f"[bench] {levels[-1].row()}", flush=True)
-        if not args.no_max:
-            levels.append(wrk_level(endpoints, store, run_id, args.seconds))
-            print(f"[bench] {levels[-1].row()}", flush=True)
-    extra = " ".join(argv if argv is not None else sys.argv[1:])
-    command = f"python -m bench.pipeline {extra}".strip()
+        for rate in rates:
+            seconds = args.top_seconds if rate == rates[-1] else args.seconds
+            levels.append(run_level(endpoints, store, out, run_id, rate, seconds, f"{rate:,} req/s"))
+        if args.overload:
+            over = int(rates[-1] * args.overload)
+            levels.append(run_level(endpoints, store, out, run_id, over, 20, f"overload {over:,} req/s"))
+    command = "python -m bench.pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
     body = "\n".join(
         [
-            f"Measured {now()} on {machine()}; Kafka broker, API, pool and load generator share the cores.",
-            f"Command: `deploy/local/bench.sh pipeline` (`{command}` under flock; `make bench` runs every part);",
-            f"{args.seconds} s per level, one after the other on one stack.",
-            "Stack: the defaults: ACK_MODE=delivered, 2 gunicorn workers x 16 threads, 2 pool workers,",
-            "SQLite sink, 6 partitions. Client-side HTTP latency (Locust's percentiles are rounded to",
-            "2 significant digits); e2e = API receipt -> row stored, from the pool's histogram",
-            "(interpolated within its buckets, 5 to 25 ms apart below 300 ms).",
+            f"Measured {now()} on {machine()}; broker, API, pool and load generator share the cores.",
+            f"Command: `make bench` (`{command.strip()}`); the stack as `make up` runs it: 2 API workers,",
+            "2 pool workers, SQLite sink, the seed's echo on, 6 partitions, ACK_MODE=delivered",
+            f"{' and ' + ', '.join(args.env) if args.env else ''}. Load: vegeta, open loop, one distinct reading",
+            "per request; HTTP latency counts from each request's scheduled send.",
             "",
-            "| load generator | offered req/s | achieved req/s | HTTP p50 ms | HTTP p99 ms | e2e p50 ms | e2e p99 ms "
-            "| readings 2xx / stored | last row stored after last answer |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| level | offered req/s | achieved req/s | HTTP p50 ms | HTTP p99 ms | HTTP max ms | non-2xx | "
+            "e2e p50 ms (rows) | e2e p99 ms (rows) | e2e p99 ms (histogram) | readings 2xx / stored |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             *(level.row() for level in levels),
             "",
-            "One reading per request. Stored > 2xx in the wrk row: wrk does not count requests in",
-            "flight when it stops. Reports (Locust HTML/CSV, process logs): `reports/bench-pipeline-<id>/`.",
+            "Latency budget by stage, p50 / p99 ms (`sensor_pipeline_stage_seconds`, diffed over each level;",
+            "append_to_fetch per record, fetch_to_store and store_to_commit per batch):",
+            "",
+            "| level | " + " | ".join(STAGES) + " |",
+            "|---|" + "---:|" * len(STAGES),
+            *(level.stage_row() for level in levels),
+            "",
+            "CPU seconds per 1,000 readings stored (user + system, from /proc, over each level):",
+            "",
+            "| level | API | broker | pool | total |",
+            "|---|---:|---:|---:|---:|",
+            *(level.cpu_row() for level in levels),
         ]
     )
     print("\n" + body)

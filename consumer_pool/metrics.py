@@ -20,6 +20,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from pipeline.stages import STAGE
+
 # NOTE: fine steps between 5 and 300 ms, where the 200 ms budget and our p99 live, so the
 # quantiles interpolated from the buckets (the CI gate, the dashboard) are not coarse.
 # fmt: off
@@ -43,6 +45,11 @@ WRITE_BUCKETS = (
     2.5,
 )
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 2500, 5000, 10000)
+
+# The latency budget by stage (pipeline/stages.py).
+APPEND_TO_FETCH = STAGE.labels("append_to_fetch")  # per record: broker LogAppendTime -> poll returned
+FETCH_TO_STORE = STAGE.labels("fetch_to_store")  # per batch: poll returned -> sink write done
+STORE_TO_COMMIT = STAGE.labels("store_to_commit")  # per batch: write done -> offsets committed
 
 READINGS = Counter(
     "sensor_consumer_readings_total",

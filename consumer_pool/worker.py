@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import (
+    TIMESTAMP_LOG_APPEND_TIME,
     Consumer,
     KafkaError,
     KafkaException,
@@ -56,6 +57,7 @@ class Decoded:
     records: list[Record] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
     rejected: list[tuple[Fetched, Exception]] = field(default_factory=list)
+    appended_ms: list[int] = field(default_factory=list)  # the broker's LogAppendTime of each record
 
 
 def decode(batch: Iterable[Message], on_error: Callable[[KafkaError], None]) -> Decoded:
@@ -68,6 +70,9 @@ def decode(batch: Iterable[Message], on_error: Callable[[KafkaError], None]) -> 
             on_error(error)
             continue
         decoded.offsets[msg.partition()] = msg.offset() + 1
+        kind, stamp = msg.timestamp()
+        if kind == TIMESTAMP_LOG_APPEND_TIME:
+            decoded.appended_ms.append(stamp)
         try:
             decoded.records.append(from_record(msg))
         except DecodeFailure as e:
@@ -103,14 +108,20 @@ class BatchHandler:
         self.rules = alerts.parse_rules(settings.pool.alert_rules)
         self._sink_write = metrics.SINK_WRITE.labels(sink.name)
 
-    def handle(self, decoded: Decoded, fetched: int) -> bool:
-        """True when the batch was stored and committed (False: stopping mid-outage)."""
+    def handle(self, decoded: Decoded, fetched: int, fetched_at_ns: int | None = None) -> bool:
+        """True when the batch was stored and committed (False: stopping mid-outage).
+        `fetched_at_ns`: when the poll returned the batch's first record (default: now)."""
         if not decoded.offsets:
             return True
+        fetched_at_ns = fetched_at_ns or time.time_ns()
         metrics.BATCH_SIZE.observe(fetched)
+        fetched_ms = fetched_at_ns / 1e6
+        metrics.observe_many(metrics.APPEND_TO_FETCH, [max(fetched_ms - a, 0) / 1000 for a in decoded.appended_ms])
         stored = self.store(decoded.records)
         if stored is None:  # stopping during a store outage: commit nothing, it will be replayed
             return False
+        stored_at_ns = time.time_ns()
+        metrics.FETCH_TO_STORE.observe((stored_at_ns - fetched_at_ns) / 1e9)
         for msg, error in decoded.rejected:
             self.dead_letter(msg, error)
         self.raise_alerts(decoded.records)
@@ -120,6 +131,7 @@ class BatchHandler:
                 raise KafkaException(f"{left} DLQ/alert records were not acknowledged; not committing")
         self.commit(decoded.offsets)
         now = time.time_ns()
+        metrics.STORE_TO_COMMIT.observe((now - stored_at_ns) / 1e9)
         metrics.observe_many(metrics.E2E_LATENCY, [max(now - r.ingested_at_ns, 0) / 1e9 for r in decoded.records])
         metrics.READINGS.labels("stored").inc(stored)
         metrics.READINGS.labels("duplicate").inc(len(decoded.records) - stored)
@@ -201,9 +213,9 @@ class Worker:
         try:
             while not self.stopping:
                 self.beat()
-                batch = self.poll_batch()
+                batch, fetched_at_ns = self.poll_batch()
                 if batch:
-                    self.handler.handle(decode(batch, self._consumer_error), len(batch))
+                    self.handler.handle(decode(batch, self._consumer_error), len(batch), fetched_at_ns)
                 elif self._uncommitted:
                     self.commit({})
                 self.update_lag()
@@ -226,16 +238,18 @@ class Worker:
 
     # --- the loop --------------------------------------------------------------------
 
-    def poll_batch(self) -> list[Message]:
+    def poll_batch(self) -> tuple[list[Message], int]:
         """Block for the first record (briefly, to notice SIGTERM), then take what arrives
-        within CONSUMER_BATCH_WAIT_MS, up to CONSUMER_BATCH_SIZE records."""
+        within CONSUMER_BATCH_WAIT_MS, up to CONSUMER_BATCH_SIZE records. Returns the batch
+        and when its first record was fetched (ns)."""
         first = self.consumer.poll(IDLE_POLL_S)
+        fetched_at_ns = time.time_ns()
         if first is None:
-            return []
+            return [], fetched_at_ns
         size = self.settings.pool.consumer_batch_size - 1
         if size <= 0:
-            return [first]
-        return [first, *self.consumer.consume(size, self.settings.pool.consumer_batch_wait_ms / 1000)]
+            return [first], fetched_at_ns
+        return [first, *self.consumer.consume(size, self.settings.pool.consumer_batch_wait_ms / 1000)], fetched_at_ns
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep in small steps, beating; False when asked to stop meanwhile."""

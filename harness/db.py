@@ -69,26 +69,34 @@ class Store:
 
     def count(self, prefix: str) -> StoreCount:
         """Rows whose sensor_id starts with `prefix`, and when the last of them was stored."""
-        sql = "SELECT count(*), max(stored_at_ns) FROM readings WHERE sensor_id LIKE {p} || '%'"
+        rows = self._query("SELECT count(*), max(stored_at_ns) FROM readings WHERE sensor_id LIKE {p} || '%'", prefix)
+        n, last = rows[0] if rows else (0, None)
+        return StoreCount(int(n or 0), int(last) if last is not None else None)
+
+    def e2e_ms(self, prefix: str) -> list[float]:
+        """API receipt -> stored, in ms, of every row whose sensor_id starts with `prefix`, sorted:
+        the run's own end-to-end latencies, exact (no histogram buckets)."""
+        sql = "SELECT stored_at_ns - ingested_at_ns FROM readings WHERE sensor_id LIKE {p} || '%' ORDER BY 1"
+        return [ns / 1e6 for (ns,) in self._query(sql, prefix)]
+
+    def _query(self, sql: str, prefix: str) -> list[tuple]:
+        """`sql` with `{p}` bound to `prefix`; no rows when the pool has not created the table yet."""
         if self.database_url:
             with psycopg.connect(self.database_url, autocommit=True) as conn:
                 try:
-                    row = conn.execute(sql.format(p="%s"), (prefix,)).fetchone()
+                    return conn.execute(sql.format(p="%s"), (prefix,)).fetchall()
                 except psycopg.errors.UndefinedTable:
-                    return StoreCount(0, None)
-        else:
-            path = Path(self.sqlite_path or "")
-            if not path.exists():
-                return StoreCount(0, None)
-            # NOTE: read-only, so counting never takes a write lock the pool is waiting for.
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-            try:
-                row = conn.execute(sql.format(p="?"), (prefix,)).fetchone()
-            except sqlite3.OperationalError as e:
-                if "no such table" in str(e):
-                    return StoreCount(0, None)
-                raise
-            finally:
-                conn.close()
-        rows, last = row if row else (0, None)
-        return StoreCount(int(rows or 0), int(last) if last is not None else None)
+                    return []
+        path = Path(self.sqlite_path or "")
+        if not path.exists():
+            return []
+        # NOTE: read-only, so reading never takes a write lock the pool is waiting for.
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql.format(p="?"), (prefix,)).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return []
+            raise
+        finally:
+            conn.close()

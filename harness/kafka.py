@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, P
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.process import unique
+from pipeline.topics import READINGS_TOPIC_CONFIG
 
 _ADMINS: dict[str, AdminClient] = {}
 
@@ -36,10 +37,15 @@ def broker_answers(broker: str, timeout: float = 5.0) -> bool:
 
 
 def create_topic(
-    broker: str, name: str, partitions: int = 6, config: Mapping[str, str] | None = None, timeout: float = 30
+    broker: str,
+    name: str,
+    partitions: int = 6,
+    config: Mapping[str, str] = READINGS_TOPIC_CONFIG,
+    timeout: float = 30,
 ) -> str:
-    """Create `name` (replication 1) and wait for the broker to confirm it."""
-    topic = NewTopic(name, partitions, 1, config=dict(config or {}))
+    """Create `name` (replication 1) and wait for the broker to confirm it; by default as the
+    pipeline creates its readings topic (pipeline/topics.py)."""
+    topic = NewTopic(name, partitions, 1, config=dict(config))
     for future in admin(broker).create_topics([topic]).values():
         future.result(timeout)
     return name

@@ -95,12 +95,16 @@ class Histogram:
         return math.inf
 
 
-def histogram(samples: Samples, name: str) -> Histogram | None:
-    """The histogram `name` among `samples`, summed over its label sets; None if absent."""
+def histogram(samples: Samples, name: str, **only: str) -> Histogram | None:
+    """The histogram `name` among `samples`, summed over its label sets (those including the
+    labels `only`, e.g. stage="fetch_to_store"); None if absent."""
     buckets: dict[float, float] = defaultdict(float)
     count = total = 0.0
     found = False
+    wanted = set(only.items())
     for (sample, labels), value in samples.items():
+        if wanted and not wanted <= set(labels):
+            continue
         if sample == f"{name}_bucket":
             buckets[float(dict(labels)["le"])] += value
         elif sample == f"{name}_count":

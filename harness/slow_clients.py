@@ -24,6 +24,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import urlsplit
 
 CONNECT_TIMEOUT_S = 5.0
@@ -370,31 +371,9 @@ async def run_async(
     return result
 
 
-def run(
-    url: str,
-    slow: int = 1000,
-    duration_s: float = 20.0,
-    normal_concurrency: int = 2,
-    normal_interval_s: float = 0.1,
-    client_timeout_s: float = 5.0,
-    idle: int = 0,
-    trickle_request_line: bool = False,
-    settle_s: float = 2.0,
-) -> SlowClientsResult:
-    """Blocking `run_async` for tests and the benchmarks (same arguments)."""
-    return asyncio.run(
-        run_async(
-            url,
-            slow,
-            duration_s,
-            normal_concurrency,
-            normal_interval_s,
-            client_timeout_s,
-            idle,
-            trickle_request_line,
-            settle_s,
-        )
-    )
+def run(url: str, **options: Any) -> SlowClientsResult:
+    """Blocking `run_async` for tests and the benchmarks (the same keyword arguments)."""
+    return asyncio.run(run_async(url, **options))
 
 
 def main() -> None:

@@ -40,6 +40,8 @@ class Endpoints:
     database_url: str | None = None
     consumer_group: str | None = None
     workers: int | None = None  # pool workers expected in the group; None: do not check
+    api_pid: int | None = None  # process groups of the API and the pool (CPU accounting)
+    pool_pid: int | None = None
 
 
 @contextmanager
@@ -135,6 +137,8 @@ def own_stack(
                     sqlite_path=env["SQLITE_PATH"],
                     consumer_group=env["CONSUMER_GROUP"],
                     workers=int(env.get("CONSUMER_WORKERS") or 2),
+                    api_pid=api.pid,
+                    pool_pid=pool.pid if pool is not None else None,
                 )
         finally:
             delete_topics(broker, topic, f"{topic}.dlq", f"{topic}.alerts")

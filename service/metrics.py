@@ -18,6 +18,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from pipeline.stages import STAGE
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
 
 REQUESTS = Counter("sensor_api_requests_total", "HTTP requests answered", ["route", "method", "status"])
@@ -30,6 +32,9 @@ DELIVERY_DURATION = Histogram(
     "produce() to delivery report",
     buckets=LATENCY_BUCKETS,
 )
+# The latency budget by stage (pipeline/stages.py).
+RECEIPT_TO_PRODUCE = STAGE.labels("receipt_to_produce")
+PRODUCE_TO_ACK = STAGE.labels("produce_to_ack")
 DELIVERY_ERRORS = Counter("sensor_kafka_delivery_errors_total", "Failed Kafka deliveries", ["reason"])
 QUEUE_DEPTH = Gauge(
     "sensor_kafka_queue_depth",

@@ -83,7 +83,9 @@ class _Waiter:
             self.first = Delivery(msg.partition(), msg.offset())
         self.pending -= 1
         if self.pending == 0:
-            metrics.DELIVERY_DURATION.observe(time.perf_counter() - self.started)
+            took = time.perf_counter() - self.started
+            metrics.DELIVERY_DURATION.observe(took)
+            metrics.PRODUCE_TO_ACK.observe(took)
             try:
                 self.loop.call_soon_threadsafe(self._resolve)
             except RuntimeError:  # the loop is closed: nobody waits any more
@@ -117,6 +119,7 @@ class ReadingProducer:
         raises ProduceError.
         """
         waiter = _Waiter(len(readings), asyncio.get_running_loop())
+        metrics.RECEIPT_TO_PRODUCE.observe((time.time_ns() - received_ns) / 1e9)
         produce, topic, callback = self._producer.produce, self.kafka.topic_name, waiter.report
         for key, value, timestamp, headers in to_records(readings, received_ns):
             try:

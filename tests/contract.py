@@ -45,3 +45,12 @@ def metrics() -> dict[str, bool]:
         if match:
             found[match.group(1)] = "**extra**" in " ".join(rest)
     return found
+
+
+METRIC_MODULES = ("service/metrics.py", "consumer_pool/metrics.py", "pipeline/stages.py")
+
+
+def defined_metrics() -> set[str]:
+    """The metric names the code registers (their first argument, a string literal)."""
+    code = "".join((ROOT / p).read_text() for p in METRIC_MODULES)
+    return set(re.findall(r"\(\s*\"(sensor_[a-z0-9_]+)\"", code))

@@ -106,51 +106,58 @@ def main() -> None:
     batch_lua = BATCH_LUA % {"size": args.batch_size}
     measured: dict[str, Measured] = {}
 
-    def run(key: str, name: str, proc: Process, url: str, lua: str, per_request: int) -> None:
-        print(f"[bench.service] {name}: {args.repeats} x {args.seconds}s, {args.connections} connections", flush=True)
-        wrk(url, lua, 3, args.connections)  # warm-up: connections, metadata, producer id
-        runs = []
-        for _ in range(args.repeats):
-            pids = group_pids(proc.pid)
-            before = cpu_seconds(pids)
-            r = wrk(url, lua, args.seconds, args.connections)
-            runs.append((r, (cpu_seconds(pids) - before) * 1000 / max(r.requests, 1)))
-            print(f"  {r.rps:,.0f} req/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, {runs[-1][1]:.3f} CPU ms/req")
+    def measure(proc: Process, url: str, lua: str) -> tuple[WrkResult, float]:
+        """One wrk run; returns the result and the server's CPU ms per request in it."""
+        pids = group_pids(proc.pid)
+        before = cpu_seconds(pids)
+        r = wrk(url, lua, args.seconds, args.connections)
+        cpu = (cpu_seconds(pids) - before) * 1000 / max(r.requests, 1)
+        print(f"  {r.rps:,.0f} req/s, p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, {cpu:.3f} CPU ms/req", flush=True)
+        return r, cpu
+
+    def record(key: str, name: str, runs: list[tuple[WrkResult, float]], per_request: int) -> None:
         runs.sort(key=lambda x: x[0].rps)
         median, cpu = runs[len(runs) // 2]
         spread = f"{runs[0][0].rps * per_request:,.0f} to {runs[-1][0].rps * per_request:,.0f}"
         measured[key] = Measured(name, median, per_request, cpu, spread)
         print(measured[key].row(), flush=True)
 
+    single = {
+        "api": "this API, single",
+        "fastapi": "FastAPI + aiokafka, single",
+        "bare": "bare Falcon ASGI + msgspec, no Kafka, single",
+    }
     slow: dict[str, slow_clients.SlowClientsResult] = {}
     try:
-        with serve("API", gunicorn("service.asgi:app"), 5071, env) as (base, proc):
-            run("api", "this API, single", proc, base + "/sensor", single_reading_lua("api-"), 1)
-            run(
-                "api_batch",
-                f"this API, batch of {args.batch_size}",
-                proc,
-                base + "/sensor/batch",
-                batch_lua,
-                args.batch_size,
-            )
-            print(f"[bench.service] slow clients: {args.slow} connections, {args.slow_seconds:g} s", flush=True)
-            slow["api"] = slow_clients.run(base, slow=args.slow, duration_s=args.slow_seconds)
-            print(slow["api"].summary(), flush=True)
-        with serve("FastAPI", fastapi_baseline.command(workers, 5074), 5074, env) as (base, proc):
-            run("fastapi", "FastAPI + aiokafka, single", proc, base + "/sensor", single_reading_lua("fastapi-"), 1)
-            slow["fastapi"] = slow_clients.run(base, slow=args.slow, duration_s=args.slow_seconds)
-            print(slow["fastapi"].summary(), flush=True)
-        with serve("bare", gunicorn("bench.bare_app:app"), 5073, env) as (base, proc):
-            run("bare", "bare Falcon ASGI + msgspec, no Kafka, single", proc, base + "/sensor", single_reading_lua(), 1)
-            run(
-                "bare_batch",
-                f"bare, no Kafka, batch of {args.batch_size}",
-                proc,
-                base + "/sensor/batch",
-                batch_lua,
-                args.batch_size,
-            )
+        # NOTE: all three servers run at once and the single-reading runs take turns, so a
+        # machine that gets slower or faster during the bench moves every server alike.
+        with (
+            serve("API", gunicorn("service.asgi:app"), 5071, env) as api_server,
+            serve("FastAPI", fastapi_baseline.command(workers, 5074), 5074, env) as fastapi_server,
+            serve("bare", gunicorn("bench.bare_app:app"), 5073, env) as bare_server,
+        ):
+            servers = {"api": api_server, "fastapi": fastapi_server, "bare": bare_server}
+            runs: dict[str, list[tuple[WrkResult, float]]] = {key: [] for key in servers}
+            for key, (base, _) in servers.items():
+                wrk(base + "/sensor", single_reading_lua(f"{key}-w"), 3, args.connections)  # warm-up
+            for i in range(args.repeats):
+                for key, (base, proc) in servers.items():
+                    print(f"[bench.service] {single[key]}, run {i + 1}/{args.repeats}", flush=True)
+                    runs[key].append(measure(proc, base + "/sensor", single_reading_lua(f"{key}-{i}-")))
+            for key, name in single.items():
+                record(key, name, runs[key], 1)
+            for key in ("api", "bare"):
+                base, proc = servers[key]
+                print(f"[bench.service] {key}, batch of {args.batch_size}", flush=True)
+                wrk(base + "/sensor/batch", batch_lua, 3, args.connections)
+                batch = [measure(proc, base + "/sensor/batch", batch_lua) for _ in range(args.repeats)]
+                label = "this API" if key == "api" else "bare, no Kafka"
+                record(f"{key}_batch", f"{label}, batch of {args.batch_size}", batch, args.batch_size)
+            for key in ("api", "fastapi"):
+                base, _ = servers[key]
+                print(f"[bench.service] {key}: {args.slow} slow connections, {args.slow_seconds:g} s", flush=True)
+                slow[key] = slow_clients.run(base, slow=args.slow, duration_s=args.slow_seconds)
+                print(slow[key].summary(), flush=True)
     finally:
         delete_topics(broker, topic, f"{topic}.dlq", f"{topic}.alerts")
 
@@ -174,9 +181,10 @@ def main() -> None:
             f"{workers} workers for every server; acknowledged delivery (ACK_MODE=delivered); "
             "broker on the same machine; **no consumer pool running** (the API alone).",
             "",
-            f"Each row is the median of {args.repeats} runs (by requests/s) after a 3 s warm-up; the range "
-            "of readings/s is in brackets. CPU ms/req: user + system CPU of all the server's processes "
-            "(from /proc) divided by the requests of that run. Errors are non-2xx answers.",
+            f"Each row is the median of {args.repeats} runs (by requests/s) after a 3 s warm-up; the three servers "
+            "run side by side and their single-reading runs take turns; the range of readings/s is in brackets. "
+            "CPU ms/req: user + system CPU of all the server's processes (from /proc) divided by the requests "
+            "of that run. Errors are non-2xx answers.",
             "",
             "| scenario | requests/s | readings/s (range) | p50 ms | p99 ms | CPU ms/req | errors |",
             "|---|---:|---:|---:|---:|---:|---:|",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime, timezone
 from typing import Annotated
@@ -12,6 +11,7 @@ import msgspec
 SensorId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 ReadingType = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+_UTC = timezone.utc
 
 
 class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -26,10 +26,13 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     def __post_init__(self) -> None:
         # NOTE: msgspec turns a ValueError raised here into a ValidationError.
-        if not math.isfinite(self.value):
+        # PERF: `x - x` is 0.0 for finite x and NaN for NaN/inf: cheaper than math.isfinite, and
+        # msgspec decodes `Z` and `+00:00` to the timezone.utc singleton, so an identity test
+        # skips the conversion for nearly every reading (a batch runs this 1,000 times).
+        if self.value - self.value != 0.0:
             raise ValueError("`value` must be a finite number")
-        if self.timestamp.utcoffset():
-            self.timestamp = self.timestamp.astimezone(timezone.utc)
+        if self.timestamp.tzinfo is not _UTC:
+            self.timestamp = self.timestamp.astimezone(_UTC)
 
 
 READING_DECODER = msgspec.json.Decoder(Reading)

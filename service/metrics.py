@@ -43,8 +43,7 @@ QUEUE_DEPTH = Gauge(
 )
 # NOTE: create the known label values at zero, so the first event is an increase that
 # rate()/increase() and the alert rules can see (a series born at 1 shows no increase).
-for _result in ("accepted", "rejected", "failed"):
-    READINGS.labels(_result)
+ACCEPTED, REJECTED, FAILED = (READINGS.labels(r) for r in ("accepted", "rejected", "failed"))
 for _reason in ("timeout", "queue_full"):
     DELIVERY_ERRORS.labels(_reason)
 

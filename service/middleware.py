@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Any
 
 import falcon
 import falcon.asgi
@@ -12,7 +13,14 @@ from service import metrics
 
 
 class MetricsMiddleware:
-    """Counts and times every request by route template (bounded label values)."""
+    """Counts and times every request by route template (bounded label values).
+
+    PERF: the labelled children are looked up once per (route, method, status) and kept:
+    `labels()` was a tenth of the metrics cost per request.
+    """
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         req.context.started = time.perf_counter()
@@ -20,9 +28,15 @@ class MetricsMiddleware:
     async def process_response(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: object, req_succeeded: bool
     ) -> None:
-        route = req.uri_template or "unmatched"
-        metrics.REQUESTS.labels(route, req.method, str(resp.status_code)).inc()
-        metrics.REQUEST_DURATION.labels(route).observe(time.perf_counter() - req.context.started)
+        key = (req.uri_template or "unmatched", req.method, resp.status_code)
+        children = self._children.get(key)
+        if children is None:
+            route, method, status = key
+            children = (metrics.REQUESTS.labels(route, method, str(status)), metrics.REQUEST_DURATION.labels(route))
+            self._children[key] = children
+        requests, duration = children
+        requests.inc()
+        duration.observe(time.perf_counter() - req.context.started)
         metrics.WORKER_REQUESTS.inc()
 
 

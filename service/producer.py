@@ -64,7 +64,7 @@ class _Waiter:
     before it flushes), so `pending` needs no lock.
     """
 
-    __slots__ = ("error", "first", "future", "loop", "pending", "started")
+    __slots__ = ("error", "expired", "first", "future", "loop", "pending", "started")
 
     def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         self.pending = count
@@ -73,6 +73,7 @@ class _Waiter:
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
         self.started = time.perf_counter()
+        self.expired = False
 
     def report(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -93,6 +94,12 @@ class _Waiter:
 
     def _resolve(self) -> None:
         if not self.future.done():  # NOTE: done when the request timed out or was cancelled
+            self.future.set_result(None)
+
+    def expire(self) -> None:
+        """ACK_TIMEOUT_MS passed (on the event loop): wake the request, which answers 503."""
+        if not self.future.done():
+            self.expired = True
             self.future.set_result(None)
 
 
@@ -129,11 +136,15 @@ class ReadingProducer:
                 raise QueueFull("the local Kafka queue is full, retry shortly") from e
         if self.api.ack_mode != "delivered":
             return None
+        # PERF: a timer on the future itself, not asyncio.wait_for (which wraps it in a task).
+        timer = waiter.loop.call_later(self.api.ack_timeout_ms / 1000, waiter.expire)
         try:
-            await asyncio.wait_for(waiter.future, self.api.ack_timeout_ms / 1000)
-        except asyncio.TimeoutError:
+            await waiter.future
+        finally:
+            timer.cancel()
+        if waiter.expired:
             metrics.DELIVERY_ERRORS.labels("timeout").inc()
-            raise DeliveryTimeout(f"Kafka did not acknowledge within {self.api.ack_timeout_ms} ms") from None
+            raise DeliveryTimeout(f"Kafka did not acknowledge within {self.api.ack_timeout_ms} ms")
         if waiter.error is not None:
             raise DeliveryFailed(f"Kafka delivery failed: {waiter.error.str()}")
         return waiter.first

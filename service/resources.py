@@ -66,9 +66,9 @@ async def _send(sender: Sender, readings: list[Reading], received_ns: int) -> De
     try:
         delivery = await sender.send(readings, received_ns)
     except ProduceError:
-        metrics.READINGS.labels("failed").inc(len(readings))
+        metrics.FAILED.inc(len(readings))
         raise
-    metrics.READINGS.labels("accepted").inc(len(readings))
+    metrics.ACCEPTED.inc(len(readings))
     return delivery
 
 
@@ -85,7 +85,7 @@ class SensorResource:
         try:
             reading = decode_reading(body)
         except (ValueError, msgspec.DecodeError):
-            metrics.READINGS.labels("rejected").inc()
+            metrics.REJECTED.inc()
             raise
         delivery = await _send(self.sender, [reading], received_ns)
         if delivery is None:
@@ -107,7 +107,7 @@ class BatchResource:
         try:
             readings = decode_batch(body, ndjson=_media_type(req) == NDJSON)
         except (ValueError, msgspec.DecodeError):
-            metrics.READINGS.labels("rejected").inc()
+            metrics.REJECTED.inc()
             raise
         if not readings:
             raise falcon.HTTPUnprocessableEntity(description="the batch is empty")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -22,6 +23,10 @@ GOOD = Measurements(
     e2e_p95_ms=20.0,
     e2e_p99_ms=40.0,
     catchup_s=0.3,
+    e2e_rows_count=9000,
+    e2e_rows_p50_ms=7.5,
+    e2e_rows_p99_ms=38.0,
+    e2e_rows_max_ms=90.0,
 )
 
 
@@ -69,7 +74,7 @@ def test_each_criterion_fails_alone(change: dict[str, object], criterion: str) -
 def test_thresholds_are_overridable() -> None:
     strict = Thresholds(min_rps=1000, max_failures=0, max_p99_ms=10, max_catchup_s=0.1)
 
-    assert failed(GOOD, strict) == ["throughput", "e2e latency", "consumer caught up"]
+    assert failed(GOOD, strict) == ["throughput", "e2e latency", "e2e latency, rows", "consumer caught up"]
 
 
 def test_the_table_names_every_failed_criterion() -> None:
@@ -77,3 +82,8 @@ def test_the_table_names_every_failed_criterion() -> None:
 
     assert text.splitlines()[-1] == "GATE FAILED: failures, loss"
     assert "2xx 9000 / Kafka 9000 / stored 10" in text
+
+
+def test_the_latency_from_the_runs_own_rows_must_pass_too() -> None:
+    assert failed(replace(GOOD, e2e_rows_p99_ms=250.0), DEFAULTS) == ["e2e latency, rows"]
+    assert failed(replace(GOOD, e2e_rows_count=0, e2e_rows_p99_ms=None), DEFAULTS) == ["e2e latency, rows"]

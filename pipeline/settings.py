@@ -88,6 +88,8 @@ class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):
     consumer_metrics_dir: str = ""
     consumer_batch_size: Positive = 5000
     consumer_batch_wait_ms: NonNegative = 5
+    # Offsets are committed asynchronously at most this often (always after the write).
+    consumer_commit_interval_ms: NonNegative = 100
     consumer_echo: Annotated[bool, msgspec.Meta(description="also print each reading", extra={"cli": "--echo"})] = False
     alert_rules: str = ""
 

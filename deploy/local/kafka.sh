@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real Apache Kafka without Docker: jars from Maven Central, KRaft single node.
 #   deploy/local/kafka.sh fetch|start|stop|status|wait|logs
-# Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HEAP (512m), RUN_DIR (.run).
+# Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HEAP (512m), RUN_DIR (.run),
+#      KAFKA_OVERRIDES (extra server.properties lines, space-separated key=value).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -47,6 +48,8 @@ start() {
   mkdir -p "$DATA" "$(dirname "$LOG")"
   sed -e "s#@DATA_DIR@#$DATA#" -e "s#@PORT@#$PORT#" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#" \
     "$HERE/server.properties" > "$CONF"
+  # KAFKA_OVERRIDES="num.io.threads=8 num.network.threads=3": broker properties for a bigger machine.
+  for kv in ${KAFKA_OVERRIDES:-}; do echo "$kv" >> "$CONF"; done
   if [ ! -f "$DATA/meta.properties" ]; then
     say "formatting storage in ${DATA#$ROOT/}"
     java_run kafka.tools.StorageTool format -t "$(java_run kafka.tools.StorageTool random-uuid)" -c "$CONF" >>"$LOG" 2>&1 \
@@ -54,7 +57,9 @@ start() {
   fi
   say "starting Kafka $VERSION on 127.0.0.1:$PORT (log: ${LOG#$ROOT/})"
   # NOTE: setsid so the broker survives the shell that started it and gets no terminal signals.
+  # GC pauses are logged (uptime-stamped) to .run/logs/kafka-gc.log, to read beside the latency stages.
   setsid java -Xms256m -Xmx"${KAFKA_HEAP:-512m}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Xlog:gc:file="$(dirname "$LOG")/kafka-gc.log":uptime,level:filecount=2,filesize=10m \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$HERE/log4j2.yaml" \
     -cp "$CACHE/libs/*" kafka.Kafka "$CONF" >>"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"

@@ -111,7 +111,13 @@ def stage_quantiles(after: Samples, before: Samples) -> dict[str, tuple[float, f
 
 
 def run_level(
-    endpoints: Endpoints, store: Store, out: Path, run_id: str, rate: int, seconds: float, name: str
+    endpoints: Endpoints,
+    store: Store,
+    out: Path,
+    run_id: str,
+    rate: int,
+    seconds: float,
+    name: str,
 ) -> Level:
     prefix = f"{run_id}r{rate}-"
     targets = vegeta.write_targets(

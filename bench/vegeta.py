@@ -65,7 +65,13 @@ class Report:
         return sum(n for code, n in self.status_codes.items() if code.startswith("2"))
 
 
-def attack(targets: Path, rate: int, seconds: float, timeout_s: float = 10.0, results: Path | None = None) -> Report:
+def attack(
+    targets: Path,
+    rate: int,
+    seconds: float,
+    timeout_s: float = 10.0,
+    results: Path | None = None,
+) -> Report:
     """Offer `rate` req/s for `seconds` from the targets file (each target used at most once)."""
     exe = executable()
     results = results or targets.with_suffix(".bin")

@@ -72,6 +72,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_body_timeout_ms: Positive = 30_000
     api_keepalive_ms: Positive = 5_000
     api_max_connections: Positive = 4096
+    # Load shedding: while a worker's event loop runs more than this behind, or a POST waited
+    # longer than this for its turn, it is answered 503 + Retry-After at once.
+    api_shed_after_ms: Positive = 250
     # prometheus-client's own variable; empty: a temp folder keyed by API_PORT
     prometheus_multiproc_dir: str = ""
 

@@ -6,13 +6,13 @@ import falcon.asgi
 
 from pipeline.settings import ApiSettings
 from service import errors, resources
-from service.middleware import ApiKeyMiddleware, MetricsMiddleware
+from service.middleware import ApiKeyMiddleware, MetricsMiddleware, ShedMiddleware
 from service.openapi import build_document
 from service.resources import Sender
 
 
 def create_app(settings: ApiSettings, sender: Sender) -> falcon.asgi.App:
-    middleware: list[object] = [MetricsMiddleware()]
+    middleware: list[object] = [MetricsMiddleware(), ShedMiddleware(settings.api_shed_after_ms)]
     if settings.api_keys:
         middleware.append(ApiKeyMiddleware(settings.api_keys))
     app = falcon.asgi.App(middleware=middleware)

@@ -10,6 +10,7 @@ import falcon.asgi
 import msgspec
 
 from pipeline.reading import ReadingError
+from service.middleware import Overloaded
 from service.producer import ProduceError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ async def handle_produce_error(
     resp.set_header("Retry-After", str(ex.retry_after))
 
 
+async def handle_overloaded(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Overloaded, params: dict) -> None:
+    _json(resp, 503, str(ex))
+    resp.set_header("Retry-After", str(ex.retry_after))
+
+
 async def handle_http_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError, params: dict
 ) -> None:
@@ -63,3 +69,4 @@ def register(app: falcon.asgi.App) -> None:
     app.add_error_handler(msgspec.DecodeError, handle_decode_error)
     app.add_error_handler(ReadingError, handle_reading_error)
     app.add_error_handler(ProduceError, handle_produce_error)
+    app.add_error_handler(Overloaded, handle_overloaded)

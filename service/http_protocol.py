@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol plus a deadline for a request's headers.
+"""uvicorn's httptools protocol plus a deadline for a request's headers, and load shedding.
 
 NOTE: uvicorn has no such deadline: its keep-alive timer only runs between requests and is
 reset by every byte, so a client that trickles its headers (or connects and sends nothing)
@@ -6,6 +6,12 @@ holds the connection for ever (Slowloris). Here a timer starts when the connecti
 again when a request's first byte arrives; if the headers are not complete within
 API_HEADER_TIMEOUT_MS the client gets `408` and the connection is closed. The body has its
 own deadline in the app (service/resources.py), where the body is read.
+
+Load shedding: when the worker's event loop runs more than API_SHED_AFTER_MS behind (its
+timers fire that late), a new request is answered `503` with `Retry-After: 1` by a tiny ASGI
+app instead of the API, through the same switch uvicorn uses for its own concurrency limit:
+no decode, no produce, the connection kept. An overloaded worker then answers the excess
+at once and spends its CPU on the requests it can still answer in time.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+BEGAN = "sensor_api.began"  # ASGI scope key: loop.time() at the request's first byte
 _BODY = b'{"error": "request headers not received in time"}'
 REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
@@ -22,10 +29,54 @@ REQUEST_TIMEOUT = (
 )
 
 
-class DeadlineProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol whose requests must deliver their headers within `header_timeout`."""
+class LoopLag:
+    """How late this event loop runs its timers: a tick every 50 ms, measured against when it was due."""
 
-    header_timeout: float = 10.0  # set per server by `with_header_timeout`
+    interval = 0.05
+
+    def __init__(self) -> None:
+        self.lag = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._due = 0.0
+
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not loop:
+            self._loop = loop
+            self._due = loop.time() + self.interval
+            loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        self.lag = max(0.0, now - self._due)
+        self._due = now + self.interval
+        self._loop.call_at(self._due, self._tick)
+
+
+LAG = LoopLag()
+_OVERLOADED = b'{"error":"overloaded, retry shortly"}'
+
+
+async def shed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The ASGI app that answers a shed request."""
+    from service import metrics  # NOTE: not at import: gunicorn's master imports this module
+
+    metrics.SHED.inc()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"retry-after", b"1"),
+        (b"content-length", b"%d" % len(_OVERLOADED)),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": _OVERLOADED})
+
+
+class DeadlineProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol whose requests must deliver their headers within `header_timeout`,
+    and which sheds new requests while the loop is more than `shed_after` behind."""
+
+    header_timeout: float = 10.0  # set per server by `protocol_class`
+    shed_after: float = 0.25
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -48,14 +99,26 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        LAG.watch(self.loop)
         self._arm()  # NOTE: a client that connects and never sends is cut off too
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # NOTE: when the request's first byte was read, on the loop's clock: the app sheds a
+        # request that waited too long for the loop to reach it (service/middleware.py).
+        self.scope[BEGAN] = self.loop.time()  # type: ignore[literal-required]
         self._arm()
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        idle = self.cycle is None or self.cycle.response_complete  # NOTE: never reorder pipelined answers
+        if LAG.lag > self.shed_after and idle:
+            app, self.app = self.app, shed
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -63,6 +126,8 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def with_header_timeout(seconds: float) -> type[DeadlineProtocol]:
-    """The protocol class uvicorn should instantiate, with this server's header deadline."""
-    return type("DeadlineProtocol", (DeadlineProtocol,), {"header_timeout": seconds})
+def protocol_class(header_timeout_s: float, shed_after_s: float) -> type[DeadlineProtocol]:
+    """The protocol class uvicorn should instantiate, with this server's limits."""
+    return type(
+        "DeadlineProtocol", (DeadlineProtocol,), {"header_timeout": header_timeout_s, "shed_after": shed_after_s}
+    )

@@ -35,6 +35,7 @@ DELIVERY_DURATION = Histogram(
 # The latency budget by stage (pipeline/stages.py).
 RECEIPT_TO_PRODUCE = STAGE.labels("receipt_to_produce")
 PRODUCE_TO_ACK = STAGE.labels("produce_to_ack")
+SHED = Counter("sensor_api_shed_total", "Requests answered 503 at once because the worker was overloaded")
 DELIVERY_ERRORS = Counter("sensor_kafka_delivery_errors_total", "Failed Kafka deliveries", ["reason"])
 QUEUE_DEPTH = Gauge(
     "sensor_kafka_queue_depth",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import falcon
 import falcon.asgi
 
 from service import metrics
+from service.http_protocol import BEGAN
 
 
 class MetricsMiddleware:
@@ -38,6 +40,31 @@ class MetricsMiddleware:
         requests.inc()
         duration.observe(time.perf_counter() - req.context.started)
         metrics.WORKER_REQUESTS.inc()
+
+
+class Overloaded(Exception):
+    """The request waited longer than API_SHED_AFTER_MS before the worker got to it."""
+
+    retry_after = 1
+
+
+class ShedMiddleware:
+    """Load shedding: a POST that waited in the worker's queue longer than API_SHED_AFTER_MS
+    (from its first byte to its turn on the event loop) is answered 503 at once, before it
+    is decoded or produced, so an overloaded worker spends its CPU on requests that can still
+    be answered in time instead of queueing all of them until they time out."""
+
+    def __init__(self, shed_after_ms: int) -> None:
+        self.shed_after_s = shed_after_ms / 1000
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        began = req.scope.get(BEGAN)
+        if began is None or req.method != "POST":
+            return
+        waited = asyncio.get_running_loop().time() - began
+        if waited > self.shed_after_s:
+            metrics.SHED.inc()
+            raise Overloaded(f"overloaded: the request waited {waited * 1000:.0f} ms; retry shortly")
 
 
 class ApiKeyMiddleware:

@@ -12,14 +12,14 @@ from typing import Any
 from uvicorn_worker import UvicornWorker
 
 from pipeline.settings import ApiSettings
-from service.http_protocol import with_header_timeout
+from service.http_protocol import protocol_class
 
 
 def worker_class(api: ApiSettings) -> type[UvicornWorker]:
     """A UvicornWorker subclass whose uvicorn Config follows `api`."""
     config: dict[str, Any] = {
         "loop": "uvloop",
-        "http": with_header_timeout(api.api_header_timeout_ms / 1000),
+        "http": protocol_class(api.api_header_timeout_ms / 1000, api.api_shed_after_ms / 1000),
         "lifespan": "on",  # the producer is flushed at the lifespan shutdown (service/asgi.py)
         # Past this many connections plus requests in flight, uvicorn answers 503 at once.
         "limit_concurrency": api.api_max_connections,

@@ -54,7 +54,7 @@ def test_gate_fails_naming_the_thresholds_it_cannot_meet(tmp_path: Path, kafka_b
     code, out = run_gate(tmp_path, kafka_broker, *SHORT, "--min-rps", "100000", "--max-p99-ms", "0.01")
 
     assert code == 1, out[-3000:]
-    assert re.search(r"^GATE FAILED: throughput, e2e latency$", out, re.MULTILINE), out[-3000:]
+    assert re.search(r"^GATE FAILED: throughput, e2e latency, e2e latency, rows$", out, re.MULTILINE), out[-3000:]
     # The pipeline itself was healthy: every acknowledged reading reached Kafka and the store.
     assert verdict(out, "loss") == "ok"
     assert verdict(out, "failures") == "ok"

@@ -14,6 +14,12 @@ if ! command -v wrk >/dev/null; then
     echo "[bench] wrk is needed for the HTTP benchmarks: sudo apt-get install wrk" >&2; exit 1
   fi
 fi
+VEGETA="$ROOT/.cache/bin/vegeta"
+if [ ! -x "$VEGETA" ] && ! command -v vegeta >/dev/null; then
+  command -v go >/dev/null || { echo "[bench] Go is needed once to install vegeta (open-loop load): apt-get install golang" >&2; exit 1; }
+  echo "[bench] installing vegeta v12.13.0 (open-loop load generator) into .cache/bin"
+  GOBIN="$ROOT/.cache/bin" go install github.com/tsenart/vegeta/v12@v12.13.0
+fi
 deploy/local/kafka.sh start
 deploy/local/postgres.sh start
 export BENCH_KAFKA_BROKER="127.0.0.1:${KAFKA_PORT:-9092}"

@@ -176,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         [
             f"Measured {now()} on {machine()}; broker, API, pool and load generator share the cores.",
             f"Command: `make bench` (`{command.strip()}`); the stack as `make up` runs it: 2 API workers,",
-            "2 pool workers, SQLite sink, the seed's echo on, 6 partitions, ACK_MODE=delivered",
-            f"{' and ' + ', '.join(args.env) if args.env else ''}. Load: vegeta, open loop, one distinct reading",
-            "per request; HTTP latency counts from each request's scheduled send.",
+            "2 pool workers, SQLite sink, the seed's echo on, 6 partitions, ACK_MODE=delivered"
+            + (f", {', '.join(args.env)}" if args.env else "")
+            + ". Load: vegeta, open loop, one distinct reading per request; HTTP latency counts from each",
+            "request's scheduled send; 30 s per level, 60 s for the top rate, then 20 s at twice the top rate.",
             "",
             "| level | offered req/s | achieved req/s | HTTP p50 ms | HTTP p99 ms | HTTP max ms | non-2xx | "
             "e2e p50 ms (rows) | e2e p99 ms (rows) | e2e p99 ms (histogram) | readings 2xx / stored |",

@@ -81,7 +81,7 @@ def decode(batch: Iterable[Message], on_error: Callable[[KafkaError], None]) -> 
     return decoded
 
 
-def _sleep(seconds: float) -> bool:
+def _plain_sleep(seconds: float) -> bool:
     time.sleep(seconds)
     return True
 
@@ -105,7 +105,7 @@ class BatchHandler:
         self.sink = sink
         self.publisher = publisher
         self.commit = commit
-        self.sleep = sleep or _sleep
+        self.sleep = sleep or _plain_sleep
         self.rules = alerts.parse_rules(settings.pool.alert_rules)
         self._sink_write = metrics.SINK_WRITE.labels(sink.name)
 

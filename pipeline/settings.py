@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -228,11 +228,6 @@ def apply_flags(settings: Settings, args: argparse.Namespace, section: str = "po
     return msgspec.structs.replace(settings, **{section: _convert(struct, merged)})
 
 
-def env_names(struct: type[msgspec.Struct]) -> Sequence[str]:
-    """The environment variables a section reads (for docs checks and error messages)."""
-    return [f.name.upper() for f in _fields(struct) if f.name != "rdkafka"]
-
-
 __all__ = [
     "AckMode",
     "ApiSettings",
@@ -243,6 +238,5 @@ __all__ = [
     "SinkName",
     "apply_flags",
     "cli_flags",
-    "env_names",
     "load",
 ]

@@ -1,4 +1,4 @@
-"""Request metrics and optional API-key authentication."""
+"""Request metrics, load shedding by request age, and optional API-key authentication."""
 
 from __future__ import annotations
 

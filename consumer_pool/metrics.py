@@ -81,6 +81,7 @@ WORKERS_ALIVE = Gauge(
     "Worker processes running",
     multiprocess_mode="livemax",
 )
+STORED, DUPLICATE, DLQ = (READINGS.labels(r) for r in ("stored", "duplicate", "dlq"))
 RESTARTS = Counter(
     "sensor_consumer_worker_restarts_total",
     "Workers restarted after an unexpected exit",

@@ -133,10 +133,10 @@ class BatchHandler:
         self.commit(decoded.offsets)
         now = time.time_ns()
         metrics.observe_many(metrics.E2E_LATENCY, [max(now - r.ingested_at_ns, 0) / 1e9 for r in decoded.records])
-        metrics.READINGS.labels("stored").inc(stored)
-        metrics.READINGS.labels("duplicate").inc(len(decoded.records) - stored)
+        metrics.STORED.inc(stored)
+        metrics.DUPLICATE.inc(len(decoded.records) - stored)
         if decoded.rejected:
-            metrics.READINGS.labels("dlq").inc(len(decoded.rejected))
+            metrics.DLQ.inc(len(decoded.rejected))
         return True
 
     def store(self, records: list[Record]) -> int | None:

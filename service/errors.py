@@ -37,14 +37,10 @@ async def handle_reading_error(
     _json(resp, 422, ex.message, ex.path)
 
 
-async def handle_produce_error(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ProduceError, params: dict
+async def handle_unavailable(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ProduceError | Overloaded, params: dict
 ) -> None:
-    _json(resp, 503, str(ex))
-    resp.set_header("Retry-After", str(ex.retry_after))
-
-
-async def handle_overloaded(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Overloaded, params: dict) -> None:
+    """Kafka could not take the reading, or the worker shed it: 503, and when to retry."""
     _json(resp, 503, str(ex))
     resp.set_header("Retry-After", str(ex.retry_after))
 
@@ -68,5 +64,4 @@ def register(app: falcon.asgi.App) -> None:
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(msgspec.DecodeError, handle_decode_error)
     app.add_error_handler(ReadingError, handle_reading_error)
-    app.add_error_handler(ProduceError, handle_produce_error)
-    app.add_error_handler(Overloaded, handle_overloaded)
+    app.add_error_handler((ProduceError, Overloaded), handle_unavailable)

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from pipeline.reading import Reading
+from service.openapi_read import read_paths
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -82,4 +83,5 @@ def build_document() -> bytes:
             },
         },
     }
+    doc["paths"].update(read_paths())  # type: ignore[attr-defined]
     return msgspec.json.encode(doc)

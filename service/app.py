@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from pipeline.settings import ApiSettings
-from service import errors, resources
+from service import dashboard, errors, resources
 from service.middleware import ApiKeyMiddleware, MetricsMiddleware, ShedMiddleware
 from service.openapi import build_document
 from service.resources import Sender
@@ -23,4 +23,5 @@ def create_app(settings: ApiSettings, sender: Sender) -> falcon.asgi.App:
     app.add_route("/readyz", resources.ReadyResource(sender))
     app.add_route("/metrics", resources.MetricsResource(settings.prometheus_multiproc_dir))
     app.add_route("/openapi.json", resources.OpenApiResource(build_document()))
+    dashboard.add_routes(app)
     return app

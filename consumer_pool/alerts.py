@@ -1,8 +1,11 @@
-"""Threshold alerts: ALERT_RULES like `temperature>40,humidity<10`.
+"""Threshold alerts with a lifecycle: ALERT_RULES like `temperature>40,humidity<10`.
 
-An alert's id is derived from the rule and the reading's key (sensor_id, type, timestamp),
-so a replayed record raises the very same alert again (same id, same body), never a new one;
-consumers of the alerts topic dedupe on the id (it is also the record key).
+An alert is raised by the first reading of a sensor and type that breaks a rule, stays
+active while later readings break it, and clears itself at the first later reading that
+does not (docs/contract.md, "Alerts"). `advance()` is that state machine, fed plain data;
+the stores run it inside their write transaction, on the readings that were really new,
+so a replayed reading changes nothing. An alert's id is derived from the rule, the sensor,
+the type and the raising reading's timestamp, so the same history always gives the same ids.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import msgspec
 
@@ -42,19 +46,6 @@ class Rule:
         return reading.type == self.type and _OPS[self.op](reading.value, self.threshold)
 
 
-class Alert(msgspec.Struct, omit_defaults=True):
-    """The record produced to ALERTS_TOPIC (key = id)."""
-
-    id: str
-    rule: str
-    sensor_id: str
-    type: str
-    timestamp: str
-    value: float
-    threshold: float
-    location: str | None = None
-
-
 def parse_rules(text: str) -> tuple[Rule, ...]:
     """`temperature>40,humidity<10` -> rules; raises RuleError naming the bad part."""
     rules = []
@@ -67,27 +58,146 @@ def parse_rules(text: str) -> tuple[Rule, ...]:
 
 
 def alert_id(rule: Rule, reading: Reading, timestamp: str) -> str:
-    """Deterministic: the same rule and reading key always give the same id."""
+    """Deterministic: the same rule and raising reading always give the same id."""
     return str(uuid.uuid5(_NAMESPACE, f"{rule}|{reading.sensor_id}|{reading.type}|{timestamp}"))
 
 
-def evaluate(rules: tuple[Rule, ...], records: Iterable[Record]) -> list[Alert]:
-    """Alerts raised by the decoded records of a batch."""
-    alerts = []
-    for record in records:
-        reading, timestamp = record.reading, record.ts
+State = Literal["active", "cleared"]
+Key = tuple[str, str, str]  # (rule, sensor_id, type)
+
+
+class AlertRow(msgspec.Struct, kw_only=True):
+    """An alert as the stores keep it (table `alerts`) and the read API returns it."""
+
+    id: str
+    rule: str
+    sensor_id: str
+    type: str
+    state: State
+    raised_at: str
+    raised_value: float
+    threshold: float
+    last_at: str
+    last_value: float
+    cleared_at: str | None = None
+    cleared_value: float | None = None
+    acked_at: str | None = None
+    location: str | None = None
+
+    def event(self) -> AlertEvent:
+        """The ALERTS_TOPIC record of this alert's current state."""
+        cleared = self.state == "cleared"
+        return AlertEvent(
+            id=self.id,
+            state=self.state,
+            rule=self.rule,
+            sensor_id=self.sensor_id,
+            type=self.type,
+            timestamp=(self.cleared_at or self.last_at) if cleared else self.raised_at,
+            value=(self.cleared_value if cleared and self.cleared_value is not None else self.raised_value),
+            threshold=self.threshold,
+            location=self.location,
+        )
+
+
+class AlertEvent(msgspec.Struct, omit_defaults=True):
+    """The record produced to ALERTS_TOPIC when an alert is raised or cleared (key = id)."""
+
+    id: str
+    state: State
+    rule: str
+    sensor_id: str
+    type: str
+    timestamp: str
+    value: float
+    threshold: float
+    location: str | None = None
+
+
+@dataclass(slots=True)
+class KeyState:
+    """What the lifecycle remembers per (rule, sensor, type): the newest reading seen and
+    the alert it keeps open, if any (table `alert_state`)."""
+
+    last_ts: str
+    active_id: str | None = None
+
+
+@dataclass
+class Advance:
+    """What one batch changed: key states and alert rows to write, rows raised or cleared."""
+
+    states: dict[Key, KeyState] = field(default_factory=dict)
+    rows: dict[str, AlertRow] = field(default_factory=dict)
+    changed: list[AlertRow] = field(default_factory=list)
+
+
+def relevant(rules: tuple[Rule, ...], records: Iterable[Record]) -> list[Record]:
+    """The records some rule is about (only those need the lifecycle)."""
+    types = {rule.type for rule in rules}
+    return [r for r in records if r.reading.type in types]
+
+
+def keys(rules: tuple[Rule, ...], records: Iterable[Record]) -> set[Key]:
+    return {
+        (str(rule), r.reading.sensor_id, r.reading.type)
+        for r in records
+        for rule in rules
+        if rule.type == r.reading.type
+    }
+
+
+def advance(
+    rules: tuple[Rule, ...],
+    records: Iterable[Record],
+    states: dict[Key, KeyState],
+    active: dict[str, AlertRow],
+) -> Advance:
+    """Run the lifecycle over new records (any order; taken by timestamp).
+
+    `states` and `active` are what the store holds for the records' keys; they are not
+    modified. A reading not newer than the last one seen for its key changes nothing, so
+    late arrivals cannot reopen or close an alert out of order.
+    """
+    out = Advance()
+    for record in sorted(records, key=lambda r: r.ts):
+        reading, ts = record.reading, record.ts
         for rule in rules:
-            if rule.matches(reading):
-                alerts.append(
-                    Alert(
-                        id=alert_id(rule, reading, timestamp),
-                        rule=str(rule),
-                        sensor_id=reading.sensor_id,
-                        type=reading.type,
-                        timestamp=timestamp,
-                        value=reading.value,
-                        threshold=rule.threshold,
-                        location=reading.location,
-                    )
+            if rule.type != reading.type:
+                continue
+            key = (str(rule), reading.sensor_id, reading.type)
+            state = out.states.get(key) or states.get(key)
+            if state is not None and ts <= state.last_ts:
+                continue
+            breaks = _OPS[rule.op](reading.value, rule.threshold)
+            open_id = state.active_id if state else None
+            row = (out.rows.get(open_id) or active.get(open_id)) if open_id else None
+            if row is not None and breaks:
+                row = msgspec.structs.replace(row, last_at=ts, last_value=reading.value)
+                out.rows[row.id] = row
+                out.states[key] = KeyState(ts, row.id)
+            elif row is not None:
+                row = msgspec.structs.replace(row, state="cleared", cleared_at=ts, cleared_value=reading.value)
+                out.rows[row.id] = row
+                out.changed.append(row)
+                out.states[key] = KeyState(ts, None)
+            elif breaks:
+                row = AlertRow(
+                    id=alert_id(rule, reading, ts),
+                    rule=key[0],
+                    sensor_id=reading.sensor_id,
+                    type=reading.type,
+                    state="active",
+                    raised_at=ts,
+                    raised_value=reading.value,
+                    threshold=rule.threshold,
+                    last_at=ts,
+                    last_value=reading.value,
+                    location=reading.location,
                 )
-    return alerts
+                out.rows[row.id] = row
+                out.changed.append(row)
+                out.states[key] = KeyState(ts, row.id)
+            else:
+                out.states[key] = KeyState(ts, None)
+    return out

@@ -87,7 +87,10 @@ RESTARTS = Counter(
     "Workers restarted after an unexpected exit",
 )
 SINK_ERRORS = Counter("sensor_consumer_sink_errors_total", "Failed sink writes (retried)", ["sink"])
-ALERTS = Counter("sensor_consumer_alerts_total", "Threshold alerts produced", ["rule"])
+ALERTS = Counter("sensor_consumer_alerts_total", "Threshold alerts raised (produced to ALERTS_TOPIC)", ["rule"])
+RETENTION_DELETED = Counter(
+    "sensor_consumer_retention_deleted_total", "Rows deleted by retention (readings and aggregates)"
+)
 
 
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:

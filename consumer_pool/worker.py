@@ -2,8 +2,8 @@
 
 Loop: consume a batch (bounded by CONSUMER_BATCH_SIZE and CONSUMER_BATCH_WAIT_MS) ->
 decode -> sink.write() (retried with backoff while the store is down, nothing committed)
--> alerts -> commit the batch's offsets. Undecodable records go to the DLQ and are
-committed with the batch, so they never block their partition.
+-> alert changes produced -> commit the batch's offsets -> a retention step (worker 0).
+Undecodable records go to the DLQ and are committed with the batch, so they never block their partition.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer_pool import alerts, logs, metrics
+from consumer_pool import logs, metrics
+from consumer_pool.alerts import AlertEvent
 from consumer_pool.errors import WORKER_BOOT_ERROR, BootError, SinkError
-from consumer_pool.sinks import Sink, make_sink
+from consumer_pool.retention import Retention
+from consumer_pool.sinks import Sink, Written, make_sink
 from pipeline.backoff import backoff
 from pipeline.kafka_config import consumer_config, dlq_producer_config
 from pipeline.reading import ENCODER
@@ -106,7 +108,6 @@ class BatchHandler:
         self.publisher = publisher
         self.commit = commit
         self.sleep = sleep or _plain_sleep
-        self.rules = alerts.parse_rules(settings.pool.alert_rules)
         self._sink_write = metrics.SINK_WRITE.labels(sink.name)
 
     def handle(self, decoded: Decoded, fetched: int, fetched_at_ns: int | None = None) -> bool:
@@ -118,18 +119,20 @@ class BatchHandler:
         metrics.BATCH_SIZE.observe(fetched)
         fetched_ms = fetched_at_ns / 1e6
         metrics.observe_many(metrics.APPEND_TO_FETCH, [max(fetched_ms - a, 0) / 1000 for a in decoded.appended_ms])
-        stored = self.store(decoded.records)
-        if stored is None:  # stopping during a store outage: commit nothing, it will be replayed
+        written = self.store(decoded.records)
+        if written is None:  # stopping during a store outage: commit nothing, it will be replayed
             return False
+        stored = written.stored
         stored_at_ns = time.time_ns()
         metrics.FETCH_TO_STORE.observe((stored_at_ns - fetched_at_ns) / 1e9)
         for msg, error in decoded.rejected:
             self.dead_letter(msg, error)
-        self.raise_alerts(decoded.records)
-        if decoded.rejected or self.rules:
+        self.publish_alerts(written.alerts)
+        if decoded.rejected or written.alerts:
             left = self.publisher.flush(30)
             if left:
                 raise KafkaException(f"{left} DLQ/alert records were not acknowledged; not committing")
+            self.sink.published(written.alerts)
         self.commit(decoded.offsets)
         now = time.time_ns()
         metrics.observe_many(metrics.E2E_LATENCY, [max(now - r.ingested_at_ns, 0) / 1e9 for r in decoded.records])
@@ -139,7 +142,7 @@ class BatchHandler:
             metrics.DLQ.inc(len(decoded.rejected))
         return True
 
-    def store(self, records: list[Record]) -> int | None:
+    def store(self, records: list[Record]) -> Written | None:
         """Write the batch; on SinkError retry it with backoff (nothing is committed meanwhile).
         Returns the number of new rows, or None when asked to stop before it succeeded."""
         attempt = 0
@@ -165,12 +168,14 @@ class BatchHandler:
         self.publisher.produce(self.kafka.dlq_topic, value=msg.value(), key=msg.key(), headers=dlq_headers(msg, error))
         self.publisher.poll(0)
 
-    def raise_alerts(self, records: list[Record]) -> None:
-        if not self.rules:
+    def publish_alerts(self, events: list[AlertEvent]) -> None:
+        """Alerts raised or cleared (and any left unpublished by a crash) to ALERTS_TOPIC."""
+        if not events:
             return
-        for alert in alerts.evaluate(self.rules, records):
-            self.publisher.produce(self.kafka.alerts_topic, value=ENCODER.encode(alert), key=alert.id.encode())
-            metrics.ALERTS.labels(alert.rule).inc()
+        for event in events:
+            self.publisher.produce(self.kafka.alerts_topic, value=ENCODER.encode(event), key=event.id.encode())
+            if event.state == "active":
+                metrics.ALERTS.labels(event.rule).inc()
         self.publisher.poll(0)
 
 
@@ -196,6 +201,8 @@ class Worker:
         )
         self.producer = Producer(dlq_producer_config(settings.kafka), logger=log)
         self.handler = BatchHandler(settings, sink, self.producer, self.commit, self._sleep)
+        # NOTE: one worker enforces retention; the slot survives restarts, so one always does.
+        self.retention = Retention.of(settings.pool, sink) if slot == 0 else None
         self._lag_due = 0.0
         self._uncommitted: dict[int, int] = {}  # partition -> next offset, stored but not committed
         self._stored_at_ns: int | None = None  # when the oldest of those was stored
@@ -224,6 +231,8 @@ class Worker:
                     self.handler.handle(decode(batch, self._consumer_error), len(batch), fetched_at_ns)
                 elif self._uncommitted:
                     self.commit({})
+                if self.retention is not None:
+                    self.retention.step()
                 self.update_lag()
                 if os.getppid() != self.parent:
                     log.error("supervisor is gone; stopping")

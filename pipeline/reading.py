@@ -98,5 +98,8 @@ def encode(reading: Reading) -> bytes:
 
 
 def utc_text(moment: datetime) -> str:
-    """The timestamp as msgspec encodes it (RFC 3339, UTC `Z`): the stores' `ts`, alert keys."""
-    return ENCODER.encode(moment)[1:-1].decode()
+    """RFC 3339 UTC text with six fraction digits always (`2025-11-17T14:20:00.000000Z`): the
+    stores' `ts` and the alert keys. Fixed width, so text order is time order (SQLite compares
+    the text); msgspec itself drops a zero fraction, which sorts `:00Z` after `:00.5Z`."""
+    text = ENCODER.encode(moment)[1:-1].decode()
+    return text if len(text) > 20 else f"{text[:-1]}.000000Z"

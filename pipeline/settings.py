@@ -26,6 +26,7 @@ SinkName = Literal["console", "sqlite", "postgres"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 
 _LITERALS = (AckMode, SinkName, LogLevel)
 
@@ -95,6 +96,8 @@ class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):
     consumer_commit_interval_ms: NonNegative = 100
     consumer_echo: Annotated[bool, msgspec.Meta(description="also print each reading", extra={"cli": "--echo"})] = False
     alert_rules: str = ""
+    retention_raw_days: NonNegativeFloat = 0.0
+    retention_agg_days: NonNegativeFloat = 0.0
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

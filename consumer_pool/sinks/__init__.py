@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from consumer_pool.alerts import parse_rules
 from consumer_pool.errors import BootError
-from consumer_pool.sinks.base import Sink
+from consumer_pool.sinks.base import Sink, Written
 from pipeline.settings import PoolSettings
 
 
@@ -18,21 +19,22 @@ def make_sink(pool: PoolSettings) -> Sink:
 
 
 def _store(pool: PoolSettings) -> Sink:
+    rules = parse_rules(pool.alert_rules)
     if pool.sink == "console":
         from consumer_pool.sinks.console import ConsoleSink
 
-        return ConsoleSink()
+        return ConsoleSink(rules)
     if pool.sink == "sqlite":
         from consumer_pool.sinks.sqlite import SqliteSink
 
-        return SqliteSink(pool.sqlite_path)
+        return SqliteSink(pool.sqlite_path, rules=rules)
     if pool.sink == "postgres":
         if not pool.database_url:
             raise BootError("SINK=postgres needs DATABASE_URL")
         from consumer_pool.sinks.postgres import PostgresSink
 
-        return PostgresSink(pool.database_url)
+        return PostgresSink(pool.database_url, rules=rules)
     raise BootError(f"unknown sink {pool.sink!r}")
 
 
-__all__ = ["Sink", "make_sink"]
+__all__ = ["Sink", "Written", "make_sink"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from consumer_pool.sinks.base import Sink
+from consumer_pool.alerts import AlertEvent, AlertRow, Key, KeyState, Rule, advance, relevant
+from consumer_pool.sinks.base import Sink, Written
 from pipeline.reading import encode
 from pipeline.record import Record
 
@@ -47,12 +48,28 @@ class ConsoleSink(Sink):
 
     name = "console"
 
+    def __init__(self, rules: tuple[Rule, ...] = ()) -> None:
+        self.rules = rules
+        # NOTE: no store, so the alert lifecycle lives in this process only: a restart or a
+        # rebalance forgets which alerts are open (docs/contract.md, "Alerts").
+        self._states: dict[Key, KeyState] = {}
+        self._active: dict[str, AlertRow] = {}
+
     def setup(self) -> None:
         """Nothing to connect to."""
 
-    def write(self, batch: Sequence[Record]) -> int:
+    def write(self, batch: Sequence[Record]) -> Written:
         write_lines([received_line(r) for r in batch])
-        return len(batch)
+        if not self.rules:
+            return Written(len(batch))
+        result = advance(self.rules, relevant(self.rules, batch), self._states, self._active)
+        self._states.update(result.states)
+        for row in result.rows.values():
+            if row.state == "active":
+                self._active[row.id] = row
+            else:
+                self._active.pop(row.id, None)
+        return Written(len(batch), [row.event() for row in result.changed])
 
     def close(self) -> None:
         """Nothing to release."""
@@ -68,10 +85,16 @@ class Echo(Sink):
     def setup(self) -> None:
         self.inner.setup()
 
-    def write(self, batch: Sequence[Record]) -> int:
-        stored = self.inner.write(batch)
+    def write(self, batch: Sequence[Record]) -> Written:
+        written = self.inner.write(batch)
         write_lines([received_line(r) for r in batch])
-        return stored
+        return written
+
+    def published(self, events: Sequence[AlertEvent]) -> None:
+        self.inner.published(events)
+
+    def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
+        return self.inner.prune(raw_before, agg_before, sensors)
 
     def close(self) -> None:
         self.inner.close()

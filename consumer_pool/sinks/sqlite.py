@@ -1,8 +1,10 @@
 """The embedded default store: SQLite in WAL mode, one transaction per batch.
 
 Duplicates are skipped by the primary key (sensor_id, type, ts). The one-minute aggregates
-are kept by a trigger that fires only for rows really inserted, in the same transaction,
-so a replay neither stores a reading twice nor counts it twice.
+and the latest reading per sensor and type are kept by triggers that fire only for rows
+really inserted, in the same transaction, so a replay neither stores a reading twice nor
+counts it twice; the alert lifecycle runs in that transaction too, on the new rows only.
+`ts` is fixed-width UTC text, so text order is time order for the read API.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import fcntl
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from consumer_pool.alerts import AlertEvent, Rule
 from consumer_pool.errors import BootError, SinkError
-from consumer_pool.sinks.base import Sink
+from consumer_pool.sinks import lifecycle
+from consumer_pool.sinks.base import Sink, Written
 from pipeline.record import Record
 
 SCHEMA = """
@@ -51,7 +56,43 @@ BEGIN
         sum = readings_1m.sum + excluded.sum,
         avg = (readings_1m.sum + excluded.sum) / (readings_1m.count + 1);
 END;
+CREATE INDEX IF NOT EXISTS readings_by_sensor_ts ON readings (sensor_id, ts);
+CREATE TABLE IF NOT EXISTS latest (
+    sensor_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    unit TEXT,
+    location TEXT,
+    PRIMARY KEY (sensor_id, type)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS latest_on_insert AFTER INSERT ON readings
+BEGIN
+    INSERT INTO latest (sensor_id, type, ts, value, unit, location)
+    VALUES (NEW.sensor_id, NEW.type, NEW.ts, NEW.value, NEW.unit, NEW.location)
+    ON CONFLICT (sensor_id, type) DO UPDATE SET
+        ts = excluded.ts, value = excluded.value, unit = excluded.unit, location = excluded.location
+    WHERE excluded.ts > latest.ts;
+END;
 """
+
+# A database from before `latest` existed: fill it once from the stored readings.
+BACKFILL_LATEST = """
+INSERT INTO latest (sensor_id, type, ts, value, unit, location)
+SELECT sensor_id, type, max(ts), value, unit, location FROM readings GROUP BY sensor_id, type
+"""
+
+NEW_ROW = "SELECT 1 FROM readings WHERE sensor_id = ? AND type = ? AND ts = ? AND stored_at_ns = ?"
+SENSORS_AFTER = "SELECT DISTINCT sensor_id FROM latest WHERE sensor_id > ? ORDER BY sensor_id LIMIT ?"
+PRUNE_RAW = (
+    "DELETE FROM readings WHERE (sensor_id, type, ts) IN"
+    " (SELECT sensor_id, type, ts FROM readings WHERE sensor_id = ? AND ts < ? LIMIT ?)"
+)
+PRUNE_AGG = (
+    "DELETE FROM readings_1m WHERE (sensor_id, type, minute) IN"
+    " (SELECT sensor_id, type, minute FROM readings_1m WHERE sensor_id = ? AND minute < ? LIMIT ?)"
+)
+PRUNE_STEP_ROWS = 2000
 
 INSERT = (
     "INSERT INTO readings (sensor_id, type, ts, value, unit, location, ingested_at_ns, stored_at_ns)"
@@ -69,10 +110,12 @@ class SqliteSink(Sink):
 
     name = "sqlite"
 
-    def __init__(self, path: str, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: str, busy_timeout_s: float = 30.0, rules: tuple[Rule, ...] = ()) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
+        self.lifecycle = lifecycle.Lifecycle(rules) if rules else None
         self._conn: sqlite3.Connection | None = None
+        self._sweep_from = ""  # retention: the last sensor_id pruned in this sweep
 
     def setup(self) -> None:
         try:
@@ -86,29 +129,70 @@ class SqliteSink(Sink):
                 # NOTE: FULL, not NORMAL: offsets are committed after this write, so the write must
                 # survive a power loss, not only a process crash (NORMAL loses the last commits then).
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{lifecycle.SCHEMA}")
+                if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:
+                    conn.execute(BACKFILL_LATEST)
+                conn.execute("COMMIT")
         except (OSError, sqlite3.Error) as e:
             raise BootError(f"cannot open SQLite database {self.path}: {e}") from e
         self._conn = conn
 
-    def write(self, batch: Sequence[Record]) -> int:
+    def write(self, batch: Sequence[Record]) -> Written:
         if not batch:
-            return 0
-        assert self._conn is not None, "setup() first"
+            return Written(0)
         stored_at = time.time_ns()
         rows = [(*_columns(r), stored_at) for r in batch]
+        with self._transaction() as cur:
+            cur.executemany(INSERT, rows)
+            inserted = cur.rowcount  # NOTE: excludes the triggers' changes
+            if self.lifecycle is None:
+                return Written(inserted)
+            new = [
+                r
+                for r in self.lifecycle.candidates(batch)
+                if cur.execute(NEW_ROW, (r.reading.sensor_id, r.reading.type, r.ts, stored_at)).fetchone()
+            ]
+            return Written(inserted, self.lifecycle.run(cur, new))
+
+    def published(self, events: Sequence[AlertEvent]) -> None:
+        if self.lifecycle is not None and events:
+            with self._transaction() as cur:
+                self.lifecycle.mark(cur, events)
+
+    def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
+        """Delete old rows sensor by sensor (index `readings_by_sensor_ts`), at most
+        PRUNE_STEP_ROWS per sensor and table per call, each sensor in its own short
+        transaction, so ingest never waits long for the write lock."""
+        assert self._conn is not None, "setup() first"
+        try:
+            batch = [row[0] for row in self._conn.execute(SENSORS_AFTER, (self._sweep_from, sensors))]
+        except sqlite3.Error as e:
+            raise SinkError(f"SQLite retention failed: {e}") from e
+        deleted = 0
+        for sensor_id in batch:
+            with self._transaction() as cur:
+                if raw_before:
+                    deleted += cur.execute(PRUNE_RAW, (sensor_id, raw_before, PRUNE_STEP_ROWS)).rowcount
+                if agg_before:
+                    deleted += cur.execute(PRUNE_AGG, (sensor_id, agg_before, PRUNE_STEP_ROWS)).rowcount
+        done = len(batch) < sensors
+        self._sweep_from = "" if done else batch[-1]
+        return deleted, done
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error); sqlite3 errors become SinkError."""
+        assert self._conn is not None, "setup() first"
         try:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                cur.executemany(INSERT, rows)
-                inserted = cur.rowcount  # NOTE: excludes the trigger's changes
+                yield cur
                 cur.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-            return inserted
         except sqlite3.Error as e:
             raise SinkError(f"SQLite write failed: {e}") from e
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from consumer_pool.alerts import Rule, alert_id, evaluate, parse_rules
+from consumer_pool.alerts import AlertRow, Rule, advance, alert_id, parse_rules
 from consumer_pool.errors import RuleError
 from pipeline.reading import Reading
 from pipeline.record import Record
@@ -31,15 +31,69 @@ def test_bad_rules_are_rejected_with_the_part_named(bad: str) -> None:
         parse_rules(f"humidity<10,{bad}")
 
 
-def test_only_matching_readings_raise_alerts_with_deterministic_ids() -> None:
-    rules = parse_rules("temperature>40,humidity<10")
-    readings = [make(41.0), make(40.0), make(5.0, "humidity"), make(50.0, "humidity")]
-    first = evaluate(rules, [Record.of(r, 0) for r in readings])
-    again = evaluate(rules, [Record.of(r, 0) for r in readings])
+def at(second: int, value: float, type_: str = "temperature", sensor: str = "s1") -> Record:
+    moment = datetime(2025, 11, 17, 14, 20, second, tzinfo=timezone.utc)
+    return Record.of(Reading(sensor, moment, type_, value), 0)
 
-    assert [(a.rule, a.value) for a in first] == [("temperature>40", 41.0), ("humidity<10", 5.0)]
-    assert first == again  # a replay raises the very same alerts
-    assert first[0].timestamp == "2025-11-17T14:20:00Z"
-    assert len({a.id for a in first}) == 2
-    other_sensor = make(41.0, sensor="s2")
-    assert alert_id(rules[0], other_sensor, "2025-11-17T14:20:00Z") != first[0].id
+
+def run(rules: tuple[Rule, ...], batches: list[list[Record]]) -> tuple[list[AlertRow], dict[str, AlertRow]]:
+    """The lifecycle over consecutive batches, carrying its state as a store would."""
+    states: dict = {}
+    rows: dict[str, AlertRow] = {}
+    changed: list[AlertRow] = []
+    for batch in batches:
+        result = advance(rules, batch, states, {k: v for k, v in rows.items() if v.state == "active"})
+        states.update(result.states)
+        rows.update(result.rows)
+        changed += result.changed
+    return changed, rows
+
+
+def test_an_alert_is_raised_kept_open_and_cleared_by_a_later_reading() -> None:
+    rules = parse_rules("temperature>40,humidity<10")
+    changed, rows = run(rules, [[at(0, 41.0), at(1, 45.0)], [at(2, 30.0), at(3, 5.0, "humidity")]])
+
+    assert [(r.rule, r.state, r.raised_value) for r in changed] == [
+        ("temperature>40", "active", 41.0),
+        ("temperature>40", "cleared", 41.0),
+        ("humidity<10", "active", 5.0),
+    ]
+    temperature = rows[changed[0].id]
+    assert (temperature.state, temperature.last_value, temperature.cleared_value) == ("cleared", 45.0, 30.0)
+    assert temperature.raised_at == "2025-11-17T14:20:00.000000Z"
+    assert temperature.cleared_at == "2025-11-17T14:20:02.000000Z"
+    assert changed[0].event().state == "active" and temperature.event().value == 30.0
+    assert changed[0].id == alert_id(rules[0], at(0, 41.0).reading, "2025-11-17T14:20:00.000000Z")
+
+
+def test_a_new_episode_gets_a_new_id_and_the_same_history_the_same_ids() -> None:
+    rules = parse_rules("temperature>40")
+    history = [[at(0, 41.0)], [at(1, 20.0)], [at(2, 42.0)]]
+    first, _ = run(rules, history)
+    again, _ = run(rules, history)
+
+    assert [r.state for r in first] == ["active", "cleared", "active"]
+    assert first[0].id != first[2].id
+    assert [r.id for r in first] == [r.id for r in again]
+
+
+def test_readings_in_any_order_within_a_batch_are_taken_by_timestamp() -> None:
+    rules = parse_rules("temperature>40")
+    changed, _ = run(rules, [[at(2, 20.0), at(0, 41.0), at(1, 43.0)]])
+    assert [(r.state, r.raised_value, r.cleared_value) for r in changed] == [
+        ("active", 41.0, None),
+        ("cleared", 41.0, 20.0),
+    ]
+
+
+def test_a_late_or_repeated_reading_changes_nothing() -> None:
+    rules = parse_rules("temperature>40")
+    changed, rows = run(rules, [[at(5, 41.0)], [at(1, 10.0), at(5, 41.0)]])  # older, then the same again
+    assert [r.state for r in changed] == ["active"]
+    assert next(iter(rows.values())).state == "active"
+
+
+def test_other_sensors_and_types_have_their_own_alerts() -> None:
+    rules = parse_rules("temperature>40")
+    changed, _ = run(rules, [[at(0, 41.0), at(0, 41.0, sensor="s2"), at(0, 99.0, "humidity")], [at(1, 1.0)]])
+    assert [(r.sensor_id, r.state) for r in changed] == [("s1", "active"), ("s2", "active"), ("s1", "cleared")]

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from confluent_kafka import KafkaException
 
+from consumer_pool.alerts import parse_rules
 from consumer_pool.errors import SinkError
-from consumer_pool.sinks.base import Sink
+from consumer_pool.sinks.base import Sink, Written
 from consumer_pool.sinks.sqlite import SqliteSink
 from consumer_pool.worker import BatchHandler, decode
 from pipeline.record import DLQ_ERROR, DLQ_ORIGINAL_OFFSET, INGESTED_AT_NS, Record
@@ -104,7 +106,7 @@ def count(sink: SqliteSink) -> int:
 def test_undecodable_records_are_rejected_but_their_offsets_advance() -> None:
     batch = [*records(2), Plain(b"{not json", 0, 102), Plain(None, 1, 7), Plain(reading(3, float("nan")), 1, 8)]
     decoded = decode(batch, on_error=lambda e: pytest.fail(str(e)))
-    assert [r.ts for r in decoded.records] == ["2025-11-17T14:20:00Z", "2025-11-17T14:20:01Z"]
+    assert [r.ts for r in decoded.records] == ["2025-11-17T14:20:00.000000Z", "2025-11-17T14:20:01.000000Z"]
     assert decoded.records[0].ingested_at_ns == 1_700_000_000_000_000_000
     assert decoded.offsets == {0: 103, 1: 9}
     assert [m.offset() for m, _ in decoded.rejected] == [102, 7, 8]
@@ -138,12 +140,50 @@ def test_dead_letters_carry_the_reason_and_origin_and_are_committed_with_the_bat
     assert commits == [{0: 102}] and count(sink) == 1
 
 
-def test_alerts_follow_the_rules(sink: SqliteSink) -> None:
+def test_alert_changes_are_produced_once_kafka_has_them_and_a_replay_produces_nothing(tmp_path: Path) -> None:
+    sink = SqliteSink(str(tmp_path / "a.db"), rules=parse_rules("temperature>30"))
+    sink.setup()
     commits: list[dict[int, int]] = []
-    h, published = handler(sink, commits, rules="temperature>30")
-    batch = [Plain(reading(0, 31.0), 0, 0), Plain(reading(1, 29.0), 0, 1)]
+    h, published = handler(sink, commits)
+    batch = [Plain(reading(0, 31.0), 0, 0), Plain(reading(1, 35.0), 0, 1), Plain(reading(2, 29.0), 0, 2)]
     h.handle(decode(batch, print), len(batch))
-    assert [(t, msgspec.json.decode(v)["value"]) for t, v, _ in published.records] == [("alerts", 31.0)]
+    events = [(t, msgspec.json.decode(v)) for t, v, _ in published.records]
+    assert [(t, e["state"], e["value"]) for t, e in events] == [("alerts", "active", 31.0), ("alerts", "cleared", 29.0)]
+    assert events[0][1]["id"] == events[1][1]["id"]  # one alert, raised then cleared
+
+    h.handle(decode(batch, print), len(batch))  # the same records again (a replay)
+    assert len(published.records) == 2
+    with sqlite3.connect(sink.path) as conn:
+        assert conn.execute(
+            "SELECT state, raised_value, last_value, cleared_value, pending FROM alerts"
+        ).fetchall() == [("cleared", 31.0, 35.0, 29.0, 0)]
+    sink.close()
+
+
+class Unreachable(Published):
+    """A publisher whose records are never acknowledged (Kafka gone)."""
+
+    def flush(self, timeout: float = 0) -> int:
+        return len(self.records)
+
+
+def test_an_alert_change_not_acknowledged_is_produced_again_with_the_next_batch(tmp_path: Path) -> None:
+    sink = SqliteSink(str(tmp_path / "a.db"), rules=parse_rules("temperature>30"))
+    sink.setup()
+    settings = Settings.from_env({"ALERTS_TOPIC": "alerts"})
+    lost, commits = Unreachable(), []
+    with pytest.raises(KafkaException, match="not acknowledged"):
+        BatchHandler(settings, sink, lost, commits.append, sleep=lambda s: True).handle(
+            decode([Plain(reading(0, 31.0), 0, 0)], print), 1
+        )
+    assert commits == []  # nothing committed: the record is replayed, but it is stored already
+
+    h, published = handler(sink, commits)
+    h.handle(decode([Plain(reading(0, 31.0), 0, 0)], print), 1)  # the replay: not new, yet the change is pending
+    assert [msgspec.json.decode(v)["state"] for _, v, _ in published.records] == ["active"]
+    h.handle(decode([Plain(reading(1, 32.0), 0, 1)], print), 1)
+    assert len(published.records) == 1  # published once Kafka had it, then not again
+    sink.close()
 
 
 class FailingTwice(Sink):
@@ -156,7 +196,7 @@ class FailingTwice(Sink):
 
     def setup(self) -> None: ...
 
-    def write(self, batch: list[Record]) -> int:
+    def write(self, batch: list[Record]) -> Written:
         if self.failures < 2:
             self.failures += 1
             raise SinkError("database is locked")

@@ -21,6 +21,7 @@ from harness.process import free_port
 from harness.prometheus import metric, scrape
 from harness.readings import SEED_READING, encoded, reading
 from pipeline.reading import decode_reading, encode
+from pipeline.record import Record
 from tests.consumer_pool.conftest import PoolFactory
 
 pytestmark = pytest.mark.timeout(240)
@@ -105,12 +106,12 @@ def test_sigterm_drains_commits_and_leaves_the_group(
 
     group = pool_env["CONSUMER_GROUP"]
     offsets = committed(kafka_broker, group, topic)
-    stored = {(r[0], r[1]) for r in sqlite_rows(db, "SELECT sensor_id, ts FROM readings")}
+    stored = {(r[0], r[1]) for r in sqlite_rows(db, "SELECT sensor_id, ts FROM readings")}  # fixed-width UTC text
     # Everything below a committed offset is in the store (commit after write)...
     for record in sent:
         if record.offset < offsets[record.partition]:
             body = msgspec.json.decode(record.value)
-            assert (body["sensor_id"], body["timestamp"]) in stored
+            assert (body["sensor_id"], Record.of(decode_reading(record.value), 0).ts) in stored
     assert sum(max(o, 0) for o in offsets.values()) > 0
     # NOTE: the broker finishes the rebalance the two leaves started on its own time; a member
     # that had not left would hold the group until session.timeout.ms (10 s), past this wait.

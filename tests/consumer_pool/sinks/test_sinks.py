@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from consumer_pool.alerts import parse_rules
 from consumer_pool.errors import BootError
 from consumer_pool.sinks import Sink, make_sink
 from consumer_pool.sinks.postgres import PostgresSink
@@ -43,7 +44,7 @@ def rows(kind: Sink, where: str, sql: str) -> list[tuple]:
 
 
 def write(sink: Sink, readings: list[Reading]) -> int:
-    return sink.write([Record.of(r, 1_700_000_000_000_000_000) for r in readings])
+    return sink.write([Record.of(r, 1_700_000_000_000_000_000) for r in readings]).stored
 
 
 def test_duplicates_are_stored_once_and_aggregates_count_only_new_rows(sink: tuple[Sink, str]) -> None:
@@ -64,7 +65,7 @@ def test_duplicates_are_stored_once_and_aggregates_count_only_new_rows(sink: tup
         " WHERE ts < '2025-11-17T14:00:01Z' AND sensor_id = 's1'",
     )
     if isinstance(s, SqliteSink):
-        assert row[0] == "2025-11-17T14:00:00Z"
+        assert row[0] == "2025-11-17T14:00:00.000000Z"  # fixed width: text order is time order
     else:
         assert row[0] == datetime(2025, 11, 17, 14, 0, tzinfo=timezone.utc)
     assert row[1:5] == (10.0, "C", None, 1_700_000_000_000_000_000)
@@ -96,3 +97,47 @@ def test_text_needing_escapes_round_trips(sink: tuple[Sink, str]) -> None:
     assert rows(s, where, "SELECT type, value, unit, location FROM readings") == [
         (odd.type, odd.value, odd.unit, odd.location)
     ]
+
+
+def test_latest_keeps_the_newest_reading_per_sensor_and_type_whatever_the_order(sink: tuple[Sink, str]) -> None:
+    s, where = sink
+    write(s, [make(30, 2.0), make(10, 1.0), make(5, 9.0, sensor="s2")])
+    write(s, [make(20, 3.0)])  # late: older than the latest
+    assert rows(s, where, "SELECT sensor_id, value FROM latest ORDER BY sensor_id") == [("s1", 2.0), ("s2", 9.0)]
+
+
+def lifecycle_sink(kind: Sink, where: str) -> Sink:
+    rules = parse_rules("temperature>40")
+    other = SqliteSink(where, rules=rules) if isinstance(kind, SqliteSink) else PostgresSink(where, rules=rules)
+    other.setup()
+    return other
+
+
+def test_the_alert_lifecycle_is_stored_and_a_replay_changes_nothing(sink: tuple[Sink, str]) -> None:
+    s, where = sink
+    store = lifecycle_sink(s, where)
+    try:
+        first = store.write([Record.of(r, 0) for r in [make(0, 41.0), make(1, 45.0)]])
+        assert [(e.state, e.value) for e in first.alerts] == [("active", 41.0)]
+        store.published(first.alerts)
+        second = store.write([Record.of(r, 0) for r in [make(0, 41.0), make(2, 20.0)]])  # a replayed one, a new one
+        assert [(e.state, e.value, e.id) for e in second.alerts] == [("cleared", 20.0, first.alerts[0].id)]
+        store.published(second.alerts)
+        again = store.write([Record.of(r, 0) for r in [make(0, 41.0), make(1, 45.0), make(2, 20.0)]])
+        assert again == (0, [])
+        got = rows(s, where, "SELECT state, raised_at, last_value, cleared_at, cleared_value, pending FROM alerts")
+        assert got == [("cleared", "2025-11-17T14:00:00.000000Z", 45.0, "2025-11-17T14:00:02.000000Z", 20.0, 0)]
+    finally:
+        store.close()
+
+
+def test_retention_deletes_old_rows_in_steps_and_keeps_the_rest(sink: tuple[Sink, str]) -> None:
+    s, where = sink
+    write(s, [make(0, 1.0), make(90, 2.0), make(0, 3.0, sensor="s2"), make(150, 4.0, sensor="s3")])
+    cutoff = "2025-11-17T14:01:00.000000Z"
+    assert s.prune(cutoff, None, 2) == (2, False)  # s1 and s2: one old reading each
+    assert s.prune(cutoff, None, 2) == (0, True)  # s3: nothing old; the sweep is over
+    assert rows(s, where, "SELECT count(*) FROM readings") == [(2,)]
+    assert rows(s, where, "SELECT count(*) FROM readings_1m") == [(4,)]  # aggregates kept
+    assert s.prune(None, cutoff, 10) == (2, True)  # the minute 14:00 of s1 and s2
+    assert rows(s, where, "SELECT count(*) FROM readings_1m") == [(2,)]

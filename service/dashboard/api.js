@@ -5,7 +5,8 @@ const KEY_STORAGE = 'sensor-pipeline.api-key';
 
 export class ApiError extends Error {
   constructor(method, path, status, message) {
-    super(`${method} ${path.split('?')[0]}: ${status ? `${status} ` : ''}${message}`);
+    const said = String(message).startsWith(String(status)) ? message : `${status} ${message}`;
+    super(`${method} ${path.split('?')[0]}: ${status ? said : message}`);
     this.status = status;
   }
 }

@@ -177,6 +177,10 @@ async function run() {
     await page.locator('#alerts').screenshot({ path: join(SHOTS, 'alerts.png') });
     await page.locator('#live').screenshot({ path: join(SHOTS, 'live-messages.png') });
     await page.locator('#chart-panel').screenshot({ path: join(SHOTS, 'chart.png') });
+  } catch (error) {
+    // What the page looked like when it failed, for the test's report.
+    await browser.contexts()[0]?.pages()[0]?.screenshot({ path: join(SHOTS, 'failure.png'), fullPage: true }).catch(() => {});
+    throw error;
   } finally {
     await browser.close();
   }

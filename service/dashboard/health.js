@@ -6,6 +6,7 @@ import { getJSON } from './api.js';
 import { DASH, el, num, showError } from './format.js';
 
 const HISTORY = 90; // samples kept per card (3 min at one poll every 2 s)
+const HISTORY_S = 180; // the x range drawn, so a young history starts at the right, not stretched
 
 const ms = (v) => (v === null || v === undefined ? DASH : `${num(v, v < 10 ? 1 : 0)} ms`);
 const rate = (v) => (v === null || v === undefined ? DASH : `${num(v, 1)} /s`);
@@ -25,13 +26,16 @@ const CARDS = [
 
 function spark(target) {
   return new uPlot({
-    width: 160,
-    height: 36,
+    width: 180,
+    height: 26,
     class: 'spark',
     cursor: { show: false },
     select: { show: false },
     legend: { show: false },
-    scales: { x: { time: false } },
+    scales: {
+      x: { time: false, range: (u, min, max) => [max - HISTORY_S, max] },
+      y: { range: (u, min, max) => [0, Math.max(max * 1.1, 1e-9)] },
+    },
     axes: [{ show: false }, { show: false }],
     series: [{}, { stroke: '#93b4f5', fill: 'rgba(37, 99, 235, 0.08)', width: 1.5, points: { show: false } }],
   }, [[], []], target);
@@ -78,6 +82,8 @@ export class HealthPanel {
         xs.push(body.at);
         ys.push(value);
         if (xs.length > HISTORY) { xs.shift(); ys.shift(); }
+        const width = entry.card.clientWidth;
+        if (width && entry.plot.width !== width) entry.plot.setSize({ width, height: entry.plot.height });
         entry.plot.setData(entry.history);
       }
     }

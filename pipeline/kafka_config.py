@@ -54,3 +54,16 @@ def dlq_producer_config(kafka: KafkaSettings) -> dict[str, object]:
         "compression.type": "lz4",
         **kafka.common(),
     }
+
+
+def tail_config(kafka: KafkaSettings, name: str) -> dict[str, object]:
+    """The API's live tail (/stream): assigned partitions, no group membership, no commits."""
+    return {
+        "group.id": name,  # NOTE: required by librdkafka; never joined (assign(), not subscribe())
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "fetch.wait.max.ms": 100,
+        "fetch.min.bytes": 1,
+        "queued.max.messages.kbytes": 16_384,
+        **kafka.common(),
+    }

@@ -78,6 +78,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_shed_after_ms: Positive = 250
     # prometheus-client's own variable; empty: a temp folder keyed by API_PORT
     prometheus_multiproc_dir: str = ""
+    # The pool's /metrics, read by GET /pipeline; empty: 127.0.0.1 on CONSUMER_METRICS_PORT.
+    pool_metrics_url: str = ""
 
 
 class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import falcon.asgi
 
 from pipeline.settings import ApiSettings
-from service import dashboard, errors, resources
+from service import dashboard, errors, read_resources, resources
 from service.middleware import ApiKeyMiddleware, MetricsMiddleware, ShedMiddleware
 from service.openapi import build_document
+from service.read_resources import ReadSide
 from service.resources import Sender
 
 
-def create_app(settings: ApiSettings, sender: Sender) -> falcon.asgi.App:
+def create_app(settings: ApiSettings, sender: Sender, read: ReadSide | None = None) -> falcon.asgi.App:
+    """The API; `read` adds the read side (queries, /stream, /pipeline)."""
     middleware: list[object] = [MetricsMiddleware(), ShedMiddleware(settings.api_shed_after_ms)]
     if settings.api_keys:
         middleware.append(ApiKeyMiddleware(settings.api_keys))
@@ -23,5 +25,7 @@ def create_app(settings: ApiSettings, sender: Sender) -> falcon.asgi.App:
     app.add_route("/readyz", resources.ReadyResource(sender))
     app.add_route("/metrics", resources.MetricsResource(settings.prometheus_multiproc_dir))
     app.add_route("/openapi.json", resources.OpenApiResource(build_document()))
+    if read is not None:
+        read_resources.add_routes(app, read)
     dashboard.add_routes(app)
     return app

@@ -11,7 +11,11 @@ from typing import Any
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
 from service.app import create_app
+from service.pipeline_health import PipelineHealth
 from service.producer import ReadingProducer
+from service.queries import open_store
+from service.read_resources import ReadSide
+from service.stream import Tail
 
 log = logging.getLogger("service")
 
@@ -28,6 +32,7 @@ class FlushOnShutdown:
         self.timeout = timeout
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        tail.close()
         left = await asyncio.to_thread(self.producer.close, self.timeout)
         log.info("worker %s flushed its producer (%d undelivered)", os.getpid(), left)
 
@@ -38,5 +43,15 @@ try:
 except Exception as e:
     log.warning("could not ensure topics on %s: %s", settings.kafka.kafka_broker, e)
 producer = ReadingProducer(settings.kafka, settings.api)
-app = create_app(settings.api, producer)
+pool = settings.pool
+tail = Tail(settings.kafka)
+read = ReadSide(
+    store=open_store(pool.sink, pool.sqlite_path, pool.database_url),
+    tail=tail,
+    health=PipelineHealth(
+        settings.api.prometheus_multiproc_dir,
+        settings.api.pool_metrics_url or f"http://127.0.0.1:{pool.consumer_metrics_port}/metrics",
+    ),
+)
+app = create_app(settings.api, producer, read)
 app.add_middleware(FlushOnShutdown(producer, settings.api.ack_timeout_ms / 1000 + 10))

@@ -12,6 +12,8 @@ import msgspec
 from pipeline.reading import ReadingError
 from service.middleware import Overloaded
 from service.producer import ProduceError
+from service.queries import BadCursor, StoreUnavailable
+from service.read_resources import NoStore
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,22 @@ async def handle_unavailable(
     resp.set_header("Retry-After", str(ex.retry_after))
 
 
+async def handle_store_unavailable(
+    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: StoreUnavailable, params: dict
+) -> None:
+    """The read API's store cannot be read right now (not created yet, or down)."""
+    _json(resp, 503, f"the store is unavailable: {ex}")
+    resp.set_header("Retry-After", "1")
+
+
+async def handle_no_store(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: NoStore, params: dict) -> None:
+    _json(resp, 503, "no store to read: the pool writes to the console only (SINK=console)")
+
+
+async def handle_bad_cursor(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: BadCursor, params: dict) -> None:
+    _json(resp, 400, f"parameter cursor: {ex}")
+
+
 async def handle_http_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError, params: dict
 ) -> None:
@@ -65,3 +83,6 @@ def register(app: falcon.asgi.App) -> None:
     app.add_error_handler(msgspec.DecodeError, handle_decode_error)
     app.add_error_handler(ReadingError, handle_reading_error)
     app.add_error_handler((ProduceError, Overloaded), handle_unavailable)
+    app.add_error_handler(StoreUnavailable, handle_store_unavailable)
+    app.add_error_handler(NoStore, handle_no_store)
+    app.add_error_handler(BadCursor, handle_bad_cursor)

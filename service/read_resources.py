@@ -1,0 +1,200 @@
+"""The read side's HTTP resources: sensors, readings, aggregates, alerts, the stream, health.
+
+Parameters are checked here (400 naming the parameter); the queries are service/queries.py,
+the stream service/stream.py. docs/contract.md, "Read API", is the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import falcon
+import falcon.asgi
+import msgspec
+
+from service.pipeline_health import PipelineHealth
+from service.queries import BUCKETS, Page, Store
+from service.stream import Tail, parse_token
+
+_SENSOR_ID = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+
+
+@dataclass
+class ReadSide:
+    """What the read resources need: the store (None with SINK=console), the tail, health."""
+
+    store: Store | None
+    tail: Tail
+    health: PipelineHealth
+
+
+class NoStore(Exception):
+    """SINK=console: there is nothing to query."""
+
+
+def _reply(resp: falcon.asgi.Response, body: Any, status: int = 200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = msgspec.json.encode(body)
+    resp.set_header("Cache-Control", "no-store")
+
+
+def _bad(name: str, message: str) -> falcon.HTTPBadRequest:
+    return falcon.HTTPBadRequest(description=f"parameter {name}: {message}")
+
+
+def limit_of(req: falcon.asgi.Request, default: int, most: int) -> int:
+    text = req.get_param("limit")
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise _bad("limit", f"must be an integer from 1 to {most}, got {text!r}") from None
+    if not 1 <= value <= most:
+        raise _bad("limit", f"must be from 1 to {most}, got {value}")
+    return value
+
+
+def time_of(req: falcon.asgi.Request, name: str) -> datetime | None:
+    """An RFC 3339 date-time with a zone (`Z` or an offset), as UTC."""
+    text = req.get_param(name)
+    if text is None or text == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad(name, f"must be an RFC 3339 date-time like 2025-11-17T14:20:00Z, got {text!r}") from None
+    if moment.tzinfo is None:
+        raise _bad(name, f"needs a zone (Z or +hh:mm), got {text!r}")
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise _bad(name, f"is out of range, got {text!r}") from None
+
+
+def text_of(req: falcon.asgi.Request, name: str, most: int = 64) -> str | None:
+    text = req.get_param(name)
+    if text is None or text == "":
+        return None
+    if len(text) > most:
+        raise _bad(name, f"is longer than {most} characters")
+    return text
+
+
+def choice_of(req: falcon.asgi.Request, name: str, allowed: tuple[str, ...], default: str) -> str:
+    text = req.get_param(name) or default
+    if text not in allowed:
+        raise _bad(name, f"must be one of {', '.join(allowed)}, got {text!r}")
+    return text
+
+
+def _sensor(sensor_id: str) -> str:
+    if not 1 <= len(sensor_id) <= 64 or not set(sensor_id) <= _SENSOR_ID:
+        raise falcon.HTTPNotFound(description=f"no sensor {sensor_id!r}")
+    return sensor_id
+
+
+def _page(page: Page, **extra: Any) -> dict[str, Any]:
+    return {**extra, "items": page.items, "next_cursor": page.next_cursor}
+
+
+class _Reads:
+    def __init__(self, read: ReadSide) -> None:
+        self.read = read
+
+    @property
+    def store(self) -> Store:
+        if self.read.store is None:
+            raise NoStore()
+        return self.read.store
+
+
+class SensorsResource(_Reads):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        page = await self.store.sensors(limit_of(req, 100, 1000), req.get_param("cursor"))
+        _reply(resp, _page(page))
+
+
+class ReadingsResource(_Reads):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, sensor_id: str) -> None:
+        sensor_id = _sensor(sensor_id)
+        type_, start, end = text_of(req, "type", 32), time_of(req, "from"), time_of(req, "to")
+        limit = limit_of(req, 100, 10_000)
+        page = await self.store.readings(sensor_id, type_, start, end, limit, req.get_param("cursor"))
+        if not page.items and req.get_param("cursor") is None and not await self.store.known(sensor_id):
+            raise falcon.HTTPNotFound(description=f"no sensor {sensor_id!r}")
+        _reply(resp, _page(page, sensor_id=sensor_id))
+
+
+class AggregatesResource(_Reads):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, sensor_id: str) -> None:
+        sensor_id = _sensor(sensor_id)
+        type_ = text_of(req, "type", 32)
+        bucket = choice_of(req, "bucket", BUCKETS, "5m")
+        end = time_of(req, "to") or datetime.now(timezone.utc)
+        start = time_of(req, "from") or end - timedelta(days=1)
+        if start >= end:
+            raise _bad("from", "must be before to")
+        limit = limit_of(req, 1000, 10_000)
+        page = await self.store.aggregates(sensor_id, type_, start, end, bucket, limit, req.get_param("cursor"))  # type: ignore[arg-type]
+        if not page.items and req.get_param("cursor") is None and not await self.store.known(sensor_id):
+            raise falcon.HTTPNotFound(description=f"no sensor {sensor_id!r}")
+        _reply(resp, _page(page, sensor_id=sensor_id, bucket=bucket))
+
+
+class AlertsResource(_Reads):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        state = choice_of(req, "state", ("active", "cleared", "all"), "active")
+        sensor_id = text_of(req, "sensor_id")
+        page = await self.store.alerts(state, sensor_id, limit_of(req, 100, 1000), req.get_param("cursor"))  # type: ignore[arg-type]
+        _reply(resp, _page(page))
+
+
+class AlertAckResource(_Reads):
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, alert_id: str) -> None:
+        alert = await self.store.ack(alert_id[:64])
+        if alert is None:
+            raise falcon.HTTPNotFound(description=f"no alert {alert_id!r}")
+        _reply(resp, alert)
+
+
+class StreamResource:
+    """Server-Sent Events: readings and alert changes as Kafka gets them (service/stream.py)."""
+
+    def __init__(self, tail: Tail) -> None:
+        self.tail = tail
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        sensor_id, type_ = text_of(req, "sensor_id"), text_of(req, "type", 32)
+        resume = parse_token(req.get_header("Last-Event-ID") or req.get_param("last_event_id"), self.tail.topics)
+        try:
+            await self.tail.start()
+        except Exception as e:  # Kafka unreachable: the client's EventSource retries
+            raise falcon.HTTPServiceUnavailable(
+                description=f"Kafka unreachable: {e}", headers={"Retry-After": "1"}
+            ) from e
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-store")
+        resp.set_header("X-Accel-Buffering", "no")
+        resp.stream = self.tail.subscribe(sensor_id, type_, resume)
+
+
+class PipelineResource:
+    def __init__(self, health: PipelineHealth) -> None:
+        self.health = health
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        _reply(resp, await self.health.summary())
+
+
+def add_routes(app: falcon.asgi.App, read: ReadSide) -> None:
+    app.add_route("/sensors", SensorsResource(read))
+    app.add_route("/sensors/{sensor_id}/readings", ReadingsResource(read))
+    app.add_route("/sensors/{sensor_id}/aggregates", AggregatesResource(read))
+    app.add_route("/alerts", AlertsResource(read))
+    app.add_route("/alerts/{alert_id}/ack", AlertAckResource(read))
+    app.add_route("/stream", StreamResource(read.tail))
+    app.add_route("/pipeline", PipelineResource(read.health))

@@ -49,7 +49,7 @@ clean:  ## remove run-time data (Kafka log dirs, databases, reports); keeps .ven
 	rm -rf .run data reports
 
 # --- Monitoring, compose and Postman (see docker-compose.yml, monitoring/, postman/) -----
-.PHONY: monitoring-check prometheus-start prometheus-stop postman
+.PHONY: monitoring-check prometheus-start prometheus-stop postman vendor screenshots
 
 monitoring-check: install  ## static checks: compose file vs the compose-spec schema, promtool config/rules/unit tests
 	@.venv/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
@@ -65,3 +65,10 @@ postman:  ## the Postman collection, run by newman against the running API (API_
 	@cd postman && { [ -x node_modules/.bin/newman ] || npm ci --no-audit --no-fund; } && \
 	  node_modules/.bin/newman run sensor-api.postman_collection.json -e local.postman_environment.json \
 	    --env-var baseUrl=http://127.0.0.1:$${API_PORT:-5000}
+
+# --- The dashboard's front-end files and screenshots (see web/, service/dashboard/) -------
+vendor:  ## refresh service/dashboard/vendor/ (uPlot) from the versions web/package-lock.json pins
+	@cd web && npm ci --no-audit --no-fund --loglevel=error && node vendor.mjs
+
+screenshots: install  ## the README's dashboard screenshots (docs/screenshots/), taken by the browser test on its own stack
+	@DASHBOARD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -p no:cacheprovider tests/dashboard/test_browser.py

@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from pipeline.settings import ApiSettings
-from service import errors, read_resources, resources
+from service import dashboard, errors, read_resources, resources
 from service.middleware import ApiKeyMiddleware, MetricsMiddleware, ShedMiddleware
 from service.openapi import build_document
 from service.read_resources import ReadSide
@@ -27,4 +27,5 @@ def create_app(settings: ApiSettings, sender: Sender, read: ReadSide | None = No
     app.add_route("/openapi.json", resources.OpenApiResource(build_document()))
     if read is not None:
         read_resources.add_routes(app, read)
+    dashboard.add_routes(app)
     return app

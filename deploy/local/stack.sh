@@ -63,6 +63,7 @@ up() {
   cat <<MSG
 
   API          http://127.0.0.1:$API_PORT   (POST /sensor, /sensor/batch; GET /readyz, /openapi.json)
+  Dashboard    http://127.0.0.1:$API_PORT/dashboard
   API metrics  http://127.0.0.1:$API_PORT/metrics
   Pool metrics http://127.0.0.1:$CONSUMER_METRICS_PORT/metrics
   Logs         ${LOGS#$ROOT/}/   (docker: docker compose logs -f)

@@ -6,10 +6,7 @@ package-lock.json changes); the fixture does it, so `make test` needs no extra s
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from harness.npm import npm_ci
 from harness.process import ROOT, free_port
 
 pytestmark = pytest.mark.integration  # real processes (see tests/conftest.py)
@@ -25,27 +23,12 @@ POSTMAN = ROOT / "postman"
 COLLECTION = POSTMAN / "sensor-api.postman_collection.json"
 ENVIRONMENT = POSTMAN / "local.postman_environment.json"
 NEWMAN = POSTMAN / "node_modules" / ".bin" / "newman"
-STAMP = POSTMAN / "node_modules" / ".installed-lock-sha256"
 
 
 @pytest.fixture(scope="session")
 def newman() -> Path:
     """postman/node_modules/.bin/newman, installed with `npm ci` when missing or stale."""
-    npm = shutil.which("npm")
-    assert npm, "npm is needed to run the Postman collection (Debian: apt-get install nodejs npm)"
-    digest = hashlib.sha256((POSTMAN / "package-lock.json").read_bytes()).hexdigest()
-    with open(POSTMAN / "package.json", "rb") as lock_file:  # one installer at a time
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        if not (NEWMAN.exists() and STAMP.exists() and STAMP.read_text() == digest):
-            result = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=POSTMAN,
-                capture_output=True,
-                text=True,
-                timeout=400,
-            )
-            assert result.returncode == 0, f"npm ci failed:\n{result.stdout}\n{result.stderr}"
-            STAMP.write_text(digest)
+    npm_ci(POSTMAN)
     assert NEWMAN.exists()
     return NEWMAN
 

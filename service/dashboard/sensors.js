@@ -1,0 +1,197 @@
+// The sensors table: one row per sensor and type with its latest reading and a sparkline of
+// the last 30. Filled from GET /sensors, kept current by the stream's readings; a row's
+// sparkline history is fetched (GET /sensors/{id}/readings?type=&limit=30) when it scrolls
+// into view, so a big fleet costs one request per visible row, not per sensor.
+
+import uPlot from './vendor/uPlot.esm.js';
+import { getAll, getJSON, limiter } from './api.js';
+import { clock, el, flash, seconds, showError, withUnit } from './format.js';
+
+const SPARK_POINTS = 30;
+const MAX_ROWS = 500; // beyond this the table says how many it leaves out
+
+const keyOf = (sensorId, type) => `${sensorId}\u0000${type}`;
+
+function sparkline(target) {
+  return new uPlot({
+    width: 140,
+    height: 30,
+    class: 'spark',
+    cursor: { show: false },
+    select: { show: false },
+    legend: { show: false },
+    scales: { x: { time: false } },
+    axes: [{ show: false }, { show: false }],
+    series: [{}, { stroke: '#2563eb', width: 1.5, points: { show: true, size: 3 } }],
+  }, [[], []], target);
+}
+
+class Row {
+  constructor(sensorId, type, onSelect) {
+    this.sensorId = sensorId;
+    this.type = type;
+    this.latest = null;
+    this.points = []; // [seconds, value], oldest first, at most SPARK_POINTS
+    this.historyLoaded = false;
+    this.dirty = true;
+    this.value = el('td', { class: 'num value' });
+    this.location = el('td', { class: 'location' });
+    this.updated = el('td', { class: 'updated' });
+    this.sparkCell = el('td', { class: 'spark-cell' });
+    this.tr = el('tr', { 'data-sensor': sensorId, 'data-type': type, tabindex: '0', onclick: () => onSelect(this) },
+      el('td', { class: 'sensor' }, sensorId), el('td', {}, type), this.value, this.location, this.updated, this.sparkCell);
+    this.tr.addEventListener('keydown', (event) => { if (event.key === 'Enter') onSelect(this); });
+    this.plot = null;
+  }
+
+  // A reading (from /sensors' latest, the history or the stream); returns true if it is new.
+  add(reading) {
+    const t = seconds(reading.timestamp);
+    if (!this.latest || t >= seconds(this.latest.timestamp)) this.latest = reading;
+    const at = this.points.findIndex(([s]) => s >= t);
+    if (at >= 0 && this.points[at][0] === t) return false;
+    if (at < 0) this.points.push([t, reading.value]);
+    else this.points.splice(at, 0, [t, reading.value]);
+    if (this.points.length > SPARK_POINTS) this.points.shift();
+    this.dirty = true;
+    return true;
+  }
+
+  render() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const latest = this.latest;
+    this.value.textContent = latest ? withUnit(latest.value, latest.unit) : '';
+    this.location.textContent = latest?.location ?? '';
+    this.updated.textContent = latest ? clock(latest.timestamp) : '';
+    this.updated.title = latest?.timestamp ?? '';
+    this.tr.dataset.latest = latest ? String(latest.value) : '';
+    this.tr.dataset.points = String(this.points.length);
+    if (this.plot) this.plot.setData([this.points.map((p) => p[0]), this.points.map((p) => p[1])]);
+  }
+}
+
+export class SensorTable {
+  constructor(root, { onSelect, onRowsChanged }) {
+    this.root = root;
+    this.body = root.querySelector('tbody');
+    this.rows = new Map();
+    this.left = 0; // rows not shown (over MAX_ROWS)
+    this.truncated = false;
+    this.onSelect = onSelect;
+    this.onRowsChanged = onRowsChanged;
+    this.fetchLimit = limiter(4);
+    this.filter = root.querySelector('#sensor-filter');
+    this.filter.addEventListener('input', () => this.applyFilter());
+    this.observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) if (entry.isIntersecting) this.loadHistory(entry.target);
+    });
+    this.selected = null;
+  }
+
+  async load() {
+    let page;
+    try {
+      page = await getAll('/sensors', { limit: 500 }, 2);
+    } catch (error) {
+      showError(this.root, error);
+      return;
+    }
+    showError(this.root, null);
+    this.truncated = page.truncated;
+    let added = false;
+    for (const sensor of page.items) {
+      for (const type of sensor.types) {
+        const latest = sensor.latest?.[type];
+        const { row, created } = this.row(sensor.sensor_id, type);
+        added ||= created;
+        if (row && latest) row.add({ ...latest, type });
+      }
+    }
+    if (added) this.reorder();
+    this.render();
+  }
+
+  // The row of (sensorId, type), made if missing; {row, created} (row null over MAX_ROWS).
+  row(sensorId, type) {
+    const key = keyOf(sensorId, type);
+    let row = this.rows.get(key);
+    if (row) return { row, created: false };
+    if (this.rows.size >= MAX_ROWS) {
+      this.left += 1;
+      return { row: null, created: false };
+    }
+    row = new Row(sensorId, type, (r) => this.select(r));
+    this.rows.set(key, row);
+    return { row, created: true };
+  }
+
+  reorder() {
+    const sorted = [...this.rows.values()].sort((a, b) =>
+      a.sensorId.localeCompare(b.sensorId) || a.type.localeCompare(b.type));
+    this.body.replaceChildren(...sorted.map((r) => r.tr));
+    for (const r of sorted) {
+      if (!r.plot) {
+        r.plot = sparkline(r.sparkCell);
+        r.dirty = true;
+        this.observer.observe(r.tr);
+      }
+    }
+    this.applyFilter();
+    this.onRowsChanged(sorted.map((r) => [r.sensorId, r.type]));
+  }
+
+  // A reading from the stream: the row is updated at the next render.
+  applyReading(reading) {
+    const { row, created } = this.row(reading.sensor_id, reading.type);
+    if (!row) return;
+    if (row.add(reading)) flash(row.tr);
+    if (created) this.reorder();
+  }
+
+  async loadHistory(tr) {
+    this.observer.unobserve(tr);
+    const row = this.rows.get(keyOf(tr.dataset.sensor, tr.dataset.type));
+    if (!row || row.historyLoaded) return;
+    row.historyLoaded = true;
+    try {
+      const page = await this.fetchLimit(() => getJSON(
+        `/sensors/${encodeURIComponent(row.sensorId)}/readings`, { type: row.type, limit: SPARK_POINTS }));
+      for (const reading of page.items) row.add(reading);
+      row.render();
+    } catch (error) {
+      showError(this.root, error);
+    }
+  }
+
+  select(row) {
+    this.selected?.tr.classList.remove('selected');
+    this.selected = row;
+    row.tr.classList.add('selected');
+    this.onSelect(row.sensorId, row.type, row.latest);
+  }
+
+  selectKey(sensorId, type) {
+    const row = this.rows.get(keyOf(sensorId, type));
+    if (row) this.select(row);
+  }
+
+  latestOf(sensorId, type) {
+    return this.rows.get(keyOf(sensorId, type))?.latest ?? null;
+  }
+
+  applyFilter() {
+    const text = this.filter.value.trim().toLowerCase();
+    for (const row of this.rows.values()) {
+      row.tr.hidden = Boolean(text) && !`${row.sensorId} ${row.type}`.toLowerCase().includes(text);
+    }
+  }
+
+  render() {
+    for (const row of this.rows.values()) row.render();
+    const sensors = new Set([...this.rows.values()].map((r) => r.sensorId)).size;
+    const more = this.left || this.truncated ? ` (more not shown)` : '';
+    this.root.querySelector('#sensor-count').textContent = `${sensors} sensors, ${this.rows.size} series${more}`;
+    this.root.classList.toggle('is-empty', this.rows.size === 0);
+  }
+}

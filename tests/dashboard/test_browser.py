@@ -1,0 +1,72 @@
+"""The dashboard in a real browser against a real stack (API, pool, Kafka, SQLite).
+
+web/dashboard-test.mjs drives Debian's Chromium with playwright-core (pinned in
+web/package-lock.json, installed by `npm ci` on first use): it POSTs readings and waits for
+them in the sensors table, the chart and the live messages (2 s each), raises an alert,
+acknowledges it with the button and sees it cleared. Its screenshots go to
+reports/screenshots/, or to DASHBOARD_SCREENSHOTS (`make screenshots`: docs/screenshots/,
+the README's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.npm import npm_ci
+from harness.process import ROOT, unique
+from harness.stack import own_stack
+
+pytestmark = pytest.mark.integration  # real processes and a real browser
+
+WEB = ROOT / "web"
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = ("dashboard.png", "alerts.png", "live-messages.png", "chart.png")
+
+
+@pytest.fixture(scope="session")
+def web_modules() -> Path:
+    return npm_ci(WEB)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_readings_alerts_and_acknowledgement_show_in_the_browser(
+    web_modules: Path, kafka_broker: str, tmp_path: Path
+) -> None:
+    assert Path(CHROMIUM).exists(), "Chromium is needed (Debian: apt-get install chromium; .ci/run does it)"
+    node = shutil.which("node")
+    assert node, "Node.js is needed"
+    shots = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or ROOT / "reports" / "screenshots").resolve()
+    for name in SCREENSHOTS:
+        (shots / name).unlink(missing_ok=True)
+    env = {"ALERT_RULES": "temperature>40", "CONSUMER_WORKERS": "2"}
+    with own_stack(unique("dash"), tmp_path, broker=kafka_broker, extra_env=env) as stack:
+        result = subprocess.run(
+            [node, "dashboard-test.mjs"],
+            cwd=WEB,
+            env={**os.environ, "DASHBOARD_URL": stack.api_url, "SCREENSHOTS_DIR": str(shots), "CHROMIUM": CHROMIUM},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert result.returncode == 0, f"the browser test failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    timings = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"dashboard timings (ms): {timings}")
+    for seen in ("table", "chart", "live"):
+        assert timings[seen] <= 2000, f"{seen}: {timings[seen]} ms after the POST"
+    assert {"alert_raised", "alert_acked", "alert_cleared"} <= set(timings)
+    width, height = png_size(shots / "dashboard.png")
+    assert width == 1440 and height >= 900, "the full page at the test's viewport"
+    for name in SCREENSHOTS:
+        assert (shots / name).stat().st_size > 10_000, f"{name} looks empty"

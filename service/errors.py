@@ -16,9 +16,7 @@ from service.producer import ProduceError
 log = logging.getLogger(__name__)
 
 
-def _json(
-    resp: falcon.asgi.Response, status: int, message: str, path: str | None = None, **more: Any
-) -> None:
+def _json(resp: falcon.asgi.Response, status: int, message: str, path: str | None = None, **more: Any) -> None:
     body: dict[str, Any] = {"error": message}
     if path:
         body["path"] = path

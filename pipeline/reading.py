@@ -126,8 +126,10 @@ def decode_batch(body: bytes, *, ndjson: bool = False) -> list[Reading]:
         # by item, to list them all. A valid batch is decoded once.
         try:
             items = _RAW_ITEMS.decode(body)
-        except msgspec.ValidationError:
-            raise BatchError([describe(e)], 1) from e  # not an array at all
+        except (msgspec.ValidationError, RecursionError):
+            # Not an array at all; or nested so deep (`[[[[...`) that skipping an item
+            # recurses past msgspec's limit, where only the first fault is known.
+            raise BatchError([describe(e)], 1) from e
         _decode_items(list(enumerate(items)))
         raise BatchError([describe(e)], 1) from e  # NOTE: not reached: some item fails again
 

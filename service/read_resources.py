@@ -47,7 +47,7 @@ def _bad(name: str, message: str) -> falcon.HTTPBadRequest:
 
 def limit_of(req: falcon.asgi.Request, default: int, most: int) -> int:
     text = req.get_param("limit")
-    if text is None or text == "":
+    if text is None:
         return default
     try:
         value = int(text)
@@ -61,7 +61,7 @@ def limit_of(req: falcon.asgi.Request, default: int, most: int) -> int:
 def time_of(req: falcon.asgi.Request, name: str) -> datetime | None:
     """An RFC 3339 date-time with a zone (`Z` or an offset), as UTC."""
     text = req.get_param(name)
-    if text is None or text == "":
+    if text is None:
         return None
     try:
         moment = datetime.fromisoformat(text)
@@ -85,7 +85,9 @@ def text_of(req: falcon.asgi.Request, name: str, most: int = 64) -> str | None:
 
 
 def choice_of(req: falcon.asgi.Request, name: str, allowed: tuple[str, ...], default: str) -> str:
-    text = req.get_param(name) or default
+    text = req.get_param(name)
+    if text is None:
+        return default
     if text not in allowed:
         raise _bad(name, f"must be one of {', '.join(allowed)}, got {text!r}")
     return text

@@ -241,7 +241,7 @@ class SqliteStore:
     def _query(self, sql: str, args: list[Any]) -> list[Any]:
         try:
             return self._conn().execute(sql, args).fetchall()
-        except sqlite3.OperationalError as e:
+        except sqlite3.Error as e:
             raise StoreUnavailable(f"SQLite: {e}") from e
 
     async def _run(self, sql: str, args: list[Any]) -> list[Any]:
@@ -292,7 +292,7 @@ class SqliteStore:
             with conn:
                 conn.execute(ACK, (_now_text(), alert_id))
             row = conn.execute(ALERT, (alert_id,)).fetchone()
-        except sqlite3.OperationalError as e:
+        except sqlite3.Error as e:
             raise StoreUnavailable(f"SQLite: {e}") from e
         return _alert(row) if row else None
 

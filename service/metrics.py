@@ -42,6 +42,11 @@ QUEUE_DEPTH = Gauge(
     "Messages in the producers' local queues",
     multiprocess_mode="livesum",
 )
+STREAM_CLIENTS = Gauge(
+    "sensor_api_stream_clients",
+    "Open GET /stream responses, all workers",
+    multiprocess_mode="livesum",
+)
 # NOTE: create the known label values at zero, so the first event is an increase that
 # rate()/increase() and the alert rules can see (a series born at 1 shows no increase).
 ACCEPTED, REJECTED, FAILED = (READINGS.labels(r) for r in ("accepted", "rejected", "failed"))

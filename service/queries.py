@@ -214,38 +214,18 @@ def _now_text() -> str:
     return utc_text(datetime.now(timezone.utc))
 
 
-class SqliteStore:
-    """Read-only connections, one per worker thread; acknowledging opens a writable one."""
+class _SqlStore:
+    """The queries, written once; a subclass runs them and says how its columns compare."""
 
-    def __init__(self, path: str, busy_timeout_s: float = 5.0) -> None:
-        self.path = path
-        self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-
-    def _conn(self, writable: bool = False) -> sqlite3.Connection:
-        attr = "rw" if writable else "ro"
-        conn = getattr(self._local, attr, None)
-        if conn is None:
-            if not Path(self.path).exists():
-                raise StoreUnavailable(f"no SQLite database at {self.path} yet (is the pool running?)")
-            mode = "rw" if writable else "ro"
-            try:
-                conn = sqlite3.connect(
-                    f"file:{self.path}?mode={mode}", uri=True, timeout=self.busy_timeout_s, check_same_thread=False
-                )
-            except sqlite3.Error as e:
-                raise StoreUnavailable(f"cannot open {self.path}: {e}") from e
-            setattr(self._local, attr, conn)
-        return conn
-
-    def _query(self, sql: str, args: list[Any]) -> list[Any]:
-        try:
-            return self._conn().execute(sql, args).fetchall()
-        except sqlite3.Error as e:
-            raise StoreUnavailable(f"SQLite: {e}") from e
+    buckets: dict[str, str] = SQLITE_BUCKET
+    cast = ""  # how a cursor's text becomes a bucket start in SQL
 
     async def _run(self, sql: str, args: list[Any]) -> list[Any]:
-        return await asyncio.to_thread(self._query, sql, args)
+        raise NotImplementedError
+
+    def _bound(self, moment: datetime) -> Any:
+        """A time bound as the `ts`/`minute` columns compare: fixed-width UTC text (SQLite)."""
+        return utc_text(moment)
 
     async def sensors(self, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor, 1)
@@ -264,9 +244,9 @@ class SqliteStore:
         cursor: str | None,
     ) -> Page:
         key = decode_cursor(cursor, 2)
-        sql, args = _readings_sql(type_, start and utc_text(start), end and utc_text(end), key)
+        sql, args = _readings_sql(type_, start and self._bound(start), end and self._bound(end), key)
         rows = await self._run(sql, [sensor_id, *args, limit + 1])
-        return _page(rows, limit, _reading, lambda r: [r[1], r[0]])
+        return _page(rows, limit, _reading, lambda r: [_ts(r[1]), r[0]])
 
     async def aggregates(
         self,
@@ -278,13 +258,46 @@ class SqliteStore:
         limit: int,
         cursor: str | None,
     ) -> Page:
-        sql, args = _aggregates_sql(SQLITE_BUCKET, bucket, type_, decode_cursor(cursor, 2))
-        rows = await self._run(sql, [sensor_id, utc_text(start), utc_text(end), *args, limit + 1])
+        sql, args = _aggregates_sql(self.buckets, bucket, type_, decode_cursor(cursor, 2), self.cast)
+        rows = await self._run(sql, [sensor_id, self._bound(start), self._bound(end), *args, limit + 1])
         return _page(rows, limit, _aggregate, lambda r: [_minute(r[1]), r[0]])
 
     async def alerts(self, state: AlertState, sensor_id: str | None, limit: int, cursor: str | None) -> Page:
         sql, args = _alerts_sql(state, sensor_id, decode_cursor(cursor, 2))
         return _page(await self._run(sql, [*args, limit + 1]), limit, _alert, lambda r: [r[5], r[0]])
+
+
+class SqliteStore(_SqlStore):
+    """Read-only connections, one per worker thread; acknowledging opens a writable one."""
+
+    def __init__(self, path: str, busy_timeout_s: float = 5.0) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+
+    def _conn(self, writable: bool = False) -> sqlite3.Connection:
+        attr = "rw" if writable else "ro"
+        conn = getattr(self._local, attr, None)
+        if conn is None:
+            if not Path(self.path).exists():
+                raise StoreUnavailable(f"no SQLite database at {self.path} yet (is the pool running?)")
+            try:
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode={attr}", uri=True, timeout=self.busy_timeout_s, check_same_thread=False
+                )
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"cannot open {self.path}: {e}") from e
+            setattr(self._local, attr, conn)
+        return conn
+
+    def _query(self, sql: str, args: list[Any]) -> list[Any]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"SQLite: {e}") from e
+
+    async def _run(self, sql: str, args: list[Any]) -> list[Any]:
+        return await asyncio.to_thread(self._query, sql, args)
 
     def _ack(self, alert_id: str) -> dict[str, Any] | None:
         try:
@@ -311,8 +324,14 @@ def _pg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-class PostgresStore:
+class PostgresStore(_SqlStore):
     """psycopg's async connection pool, opened on first use (the API starts without the DB)."""
+
+    buckets = PG_BUCKET
+    cast = "::timestamptz"
+
+    def _bound(self, moment: datetime) -> Any:
+        return moment
 
     def __init__(self, url: str, size: int = 4) -> None:
         from psycopg_pool import AsyncConnectionPool
@@ -343,45 +362,6 @@ class PostgresStore:
             if type(e).__name__ == "PoolTimeout":
                 raise StoreUnavailable(f"PostgreSQL: {e}") from e
             raise
-
-    async def sensors(self, limit: int, cursor: str | None) -> Page:
-        after = decode_cursor(cursor, 1)
-        return _sensors(await self._run(SENSORS, [after[0] if after else "", limit + 1]), limit)
-
-    async def known(self, sensor_id: str) -> bool:
-        return bool(await self._run(KNOWN, [sensor_id]))
-
-    async def readings(
-        self,
-        sensor_id: str,
-        type_: str | None,
-        start: datetime | None,
-        end: datetime | None,
-        limit: int,
-        cursor: str | None,
-    ) -> Page:
-        key = decode_cursor(cursor, 2)
-        sql, args = _readings_sql(type_, start, end, key)
-        rows = await self._run(sql, [sensor_id, *args, limit + 1])
-        return _page(rows, limit, _reading, lambda r: [_ts(r[1]), r[0]])
-
-    async def aggregates(
-        self,
-        sensor_id: str,
-        type_: str | None,
-        start: datetime,
-        end: datetime,
-        bucket: Bucket,
-        limit: int,
-        cursor: str | None,
-    ) -> Page:
-        sql, args = _aggregates_sql(PG_BUCKET, bucket, type_, decode_cursor(cursor, 2), cast="::timestamptz")
-        rows = await self._run(sql, [sensor_id, start, end, *args, limit + 1])
-        return _page(rows, limit, _aggregate, lambda r: [_minute(r[1]), r[0]])
-
-    async def alerts(self, state: AlertState, sensor_id: str | None, limit: int, cursor: str | None) -> Page:
-        sql, args = _alerts_sql(state, sensor_id, decode_cursor(cursor, 2))
-        return _page(await self._run(sql, [*args, limit + 1]), limit, _alert, lambda r: [r[5], r[0]])
 
     async def ack(self, alert_id: str) -> dict[str, Any] | None:
         await self._run(ACK, [_now_text(), alert_id])

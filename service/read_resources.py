@@ -6,6 +6,7 @@ the stream service/stream.py. docs/contract.md, "Read API", is the contract.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -181,7 +182,20 @@ class StreamResource:
         resp.content_type = "text/event-stream"
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = self.tail.subscribe(sensor_id, type_, resume)
+        resp.stream = self.tail.subscribe(sensor_id, type_, resume, _disconnect_of(req))
+
+
+def _disconnect_of(req: falcon.asgi.Request) -> Callable[[], Awaitable[None]]:
+    """Waits for the ASGI `http.disconnect` of this request. NOTE: Falcon watches for it only
+    behind `resp.sse` (one write per event); `resp.stream` needs it done here, through the
+    request's ASGI receive (`Request._receive`, Falcon 4)."""
+    receive = req._receive
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    return disconnected
 
 
 class PipelineResource:

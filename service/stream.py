@@ -20,7 +20,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pipeline.kafka_config import tail_config
 from pipeline.settings import KafkaSettings
+from service import metrics
 
 log = logging.getLogger(__name__)
 
@@ -240,13 +241,20 @@ class Tail:
         self.clients.clear()
 
     async def subscribe(
-        self, sensor_id: str | None, type_: str | None, resume: Position | None
+        self,
+        sensor_id: str | None,
+        type_: str | None,
+        resume: Position | None,
+        disconnected: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[bytes]:
-        """SSE chunks for one client: the gap since `resume` first (if any), then live."""
+        """SSE chunks for one client: the gap since `resume` first (if any), then live, until
+        `disconnected()` returns (the client hung up: the server's send() is silent then)."""
         await self.start()
         client = Client(sensor_id, type_)
         live_from = dict(self.position)  # NOTE: the loop thread; no dispatch runs in between
         self.clients.add(client)
+        metrics.STREAM_CLIENTS.inc()
+        watcher = asyncio.ensure_future(_close_when(disconnected, client)) if disconnected else None
         try:
             yield b"retry: 1000\n\n"
             if resume:
@@ -266,6 +274,9 @@ class Tail:
                 yield chunk
         finally:
             self.clients.discard(client)
+            metrics.STREAM_CLIENTS.dec()
+            if watcher is not None:
+                watcher.cancel()
 
     def _catch_up(
         self, ranges: dict[tuple[str, int], tuple[int, int]], live_from: Position, wants: Callable[[Event], bool]
@@ -310,6 +321,11 @@ class Tail:
         """Ends every stream (shutdown) and stops the thread."""
         self._stop.set()
         self._close_all()
+
+
+async def _close_when(disconnected: Callable[[], Awaitable[None]], client: Client) -> None:
+    await disconnected()
+    client.close()
 
 
 def _fail(future: asyncio.Future[None], error: BaseException) -> None:

@@ -8,23 +8,33 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import requests
 
+from harness.db import throwaway_database
 from harness.poll import wait_until
+from harness.prometheus import metric, scrape
 from harness.stack import Endpoints, own_stack
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, kafka_broker: str) -> Iterator[Endpoints]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, kafka_broker: str
+) -> Iterator[Endpoints]:
+    """One stack per store: the same queries must answer the same from SQLite and PostgreSQL."""
     run_id = uuid.uuid4().hex[:8]
     workdir = tmp_path_factory.mktemp("read")
-    with own_stack(run_id, workdir, kafka_broker, {"ALERT_RULES": "temperature>40", "CONSUMER_ECHO": "false"}) as s:
-        yield s
+    env = {"ALERT_RULES": "temperature>40", "CONSUMER_ECHO": "false"}
+    with ExitStack() as started:
+        if request.param == "postgres":
+            url = started.enter_context(throwaway_database(request.getfixturevalue("database_url")))
+            env.update(SINK="postgres", DATABASE_URL=url)
+        yield started.enter_context(own_stack(run_id, workdir, kafka_broker, env))
 
 
 def post(stack: Endpoints, body: object) -> None:
@@ -218,7 +228,10 @@ def test_the_stream_delivers_readings_and_alerts_live_and_resumes_without_gaps(s
     body = msgspec.json.decode(first.events[0][2])
     assert body["topic"] == stack.topic and body["reading"]["sensor_id"] == sensor and body["key"] == sensor
     assert msgspec.json.decode(body["record"])["value"] == body["reading"]["value"]
+    assert metric(scrape(f"{stack.api_url}/metrics"), "sensor_api_stream_clients") == 1
     first.close()
+    # the server notices the hang-up (its writes would be silent no-ops) and drops the client
+    wait_until("dropped", lambda: metric(scrape(f"{stack.api_url}/metrics"), "sensor_api_stream_clients") == 0, 10)
 
     last_id = first.events[-1][0]
     post(stack, [reading(sensor, s, 50.0 + s) for s in range(3, 8)])  # while nobody listens: 5 readings, 1 alert

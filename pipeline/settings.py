@@ -77,6 +77,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_shed_after_ms: Positive = 250
     # prometheus-client's own variable; empty: a temp folder keyed by API_PORT
     prometheus_multiproc_dir: str = ""
+    # Ingest hardening (issue 14): a request's headers past this many bytes get 431 and close.
+    api_max_header_bytes: Positive = 65_536
 
 
 class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -83,6 +83,12 @@ async def shed(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": _OVERLOADED})
 
 
+def _count_rejected(reason: str) -> None:
+    from service import metrics  # NOTE: not at import: gunicorn's master imports this module
+
+    metrics.REJECTED_REQUESTS.labels(reason).inc()
+
+
 class DeadlineProtocol(HttpToolsProtocol):
     """HttpToolsProtocol whose requests must deliver their headers within `header_timeout`,
     and which sheds new requests while the loop is more than `shed_after` behind."""
@@ -104,6 +110,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         if pending and self._deadline is not None and self._header_bytes > self.max_header_bytes:
             self._disarm()
             if not self.transport.is_closing():
+                _count_rejected("headers_too_large")
                 self.transport.write(HEADERS_TOO_LARGE)
                 self.transport.close()
 
@@ -119,6 +126,7 @@ class DeadlineProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         self._deadline = None
         if not self.transport.is_closing():
+            _count_rejected("timeout")
             self.transport.write(REQUEST_TIMEOUT)
             self.transport.close()
 

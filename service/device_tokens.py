@@ -34,7 +34,6 @@ import falcon
 import falcon.asgi
 
 from pipeline.reading import Reading
-from service.middleware import ApiKeyMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +132,10 @@ class CredentialsMiddleware:
     `req.context.identity` (the rate limiter's key; never logged)."""
 
     def __init__(self, keys: frozenset[str], tokens: DeviceTokens) -> None:
+        # NOTE: imported here: `python -m service` parses the token file at start, before the
+        # metrics folder exists, and service.middleware imports the metrics.
+        from service.middleware import ApiKeyMiddleware
+
         self.keys = ApiKeyMiddleware(keys) if keys else None
         self.tokens = tokens
 

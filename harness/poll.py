@@ -57,6 +57,9 @@ def wait_until(
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}{error}{tail}")
 
 
-def wait_http(url: str, timeout: float = 60, status: int = 200, proc: Process | None = None) -> None:
-    """Poll GET `url` until it answers `status`."""
-    wait_until(f"{url} to answer {status}", lambda: requests.get(url, timeout=2).status_code == status, timeout, proc)
+def wait_http(
+    url: str, timeout: float = 60, status: int = 200, proc: Process | None = None, verify: str | bool = True
+) -> None:
+    """Poll GET `url` until it answers `status` (`verify`: the CA file for https)."""
+    answers = lambda: requests.get(url, timeout=2, verify=verify).status_code == status  # noqa: E731
+    wait_until(f"{url} to answer {status}", answers, timeout, proc)

@@ -80,6 +80,17 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     prometheus_multiproc_dir: str = ""
     # The pool's /metrics, read by GET /pipeline; empty: 127.0.0.1 on CONSUMER_METRICS_PORT.
     pool_metrics_url: str = ""
+    # Ingest hardening (issue 14): a request's headers past this many bytes get 431 and close.
+    api_max_header_bytes: Positive = 65_536
+    # Per-device tokens: `<token> <sensor id or prefix*> ...` per line (service/device_tokens.py)
+    device_tokens_file: str = ""
+    # Per token, key or client address, per worker: POSTs a second (0: no limit), and the burst
+    # (0: RATE_LIMIT_RPS rounded up, at least 1); past it, 429 + Retry-After.
+    rate_limit_rps: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    rate_limit_burst: NonNegative = 0
+    # TLS for clients (gunicorn's certfile / keyfile); empty: plain HTTP
+    api_tls_cert: str = ""
+    api_tls_key: str = ""
 
 
 class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):

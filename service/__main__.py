@@ -13,8 +13,17 @@ def main() -> None:
         settings = Settings.from_env()
     except ConfigError as e:
         sys.exit(f"configuration error: {e}")
-    print(f"Running on http://127.0.0.1:{settings.api.api_port}", flush=True)
-    print(f"Running on http://{settings.api.api_host}:{settings.api.api_port}", flush=True)
+    if settings.api.device_tokens_file:
+        from service.device_tokens import TokenFileError, parse
+
+        try:
+            with open(settings.api.device_tokens_file, encoding="utf-8") as f:
+                parse(f.read())
+        except (OSError, UnicodeDecodeError, TokenFileError) as e:
+            sys.exit(f"configuration error: DEVICE_TOKENS_FILE: {e}")
+    scheme = "https" if settings.api.api_tls_cert else "http"
+    print(f"Running on {scheme}://127.0.0.1:{settings.api.api_port}", flush=True)
+    print(f"Running on {scheme}://{settings.api.api_host}:{settings.api.api_port}", flush=True)
     args = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service.asgi:app", *sys.argv[1:]]
     os.execv(sys.executable, args)
 

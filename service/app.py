@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from pipeline.settings import ApiSettings
-from service import dashboard, errors, read_resources, resources
+from service import dashboard, device_tokens, errors, rate_limit, read_resources, resources
 from service.middleware import ApiKeyMiddleware, MetricsMiddleware, ShedMiddleware
 from service.openapi import build_document
 from service.read_resources import ReadSide
@@ -15,8 +15,13 @@ from service.resources import Sender
 def create_app(settings: ApiSettings, sender: Sender, read: ReadSide | None = None) -> falcon.asgi.App:
     """The API; `read` adds the read side (queries, /stream, /pipeline)."""
     middleware: list[object] = [MetricsMiddleware(), ShedMiddleware(settings.api_shed_after_ms)]
-    if settings.api_keys:
+    if settings.device_tokens_file:  # API keys and device tokens (service/device_tokens.py)
+        tokens = device_tokens.DeviceTokens(settings.device_tokens_file)
+        middleware.append(device_tokens.CredentialsMiddleware(settings.api_keys, tokens))
+    elif settings.api_keys:
         middleware.append(ApiKeyMiddleware(settings.api_keys))
+    if settings.rate_limit_rps:  # after authentication: a request counts against its credential
+        middleware.append(rate_limit.RateLimitMiddleware(settings.rate_limit_rps, settings.rate_limit_burst))
     app = falcon.asgi.App(middleware=middleware)
     errors.register(app)
     app.add_route("/sensor", resources.SensorResource(settings, sender))

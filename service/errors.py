@@ -10,6 +10,7 @@ import falcon.asgi
 import msgspec
 
 from pipeline.reading import BatchError, ReadingError
+from service import encoding, metrics
 from service.middleware import Overloaded
 from service.producer import ProduceError
 from service.queries import BadCursor, StoreUnavailable
@@ -28,15 +29,28 @@ def _json(resp: falcon.asgi.Response, status: int, message: str, path: str | Non
     resp.data = msgspec.json.encode(body)
 
 
+def _rejected(status: int, ex: Exception) -> None:
+    """Count a 4xx by reason (sensor_api_rejected_requests_total)."""
+    if isinstance(ex, encoding.UnsupportedEncoding):
+        reason = "unsupported_encoding"
+    elif isinstance(ex, encoding.BadCompression):
+        reason = "bad_compression"
+    else:
+        reason = metrics.REJECT_REASONS.get(status, "other")
+    metrics.REJECTED_REQUESTS.labels(reason).inc()
+
+
 async def handle_decode_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: msgspec.DecodeError, params: dict
 ) -> None:
+    _rejected(400, ex)
     _json(resp, 400, f"malformed JSON: {ex}")
 
 
 async def handle_reading_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ReadingError, params: dict
 ) -> None:
+    _rejected(422, ex)
     if isinstance(ex, BatchError):
         errors = [{"path": e.path, "error": e.message} for e in ex.errors]
         _json(resp, 422, ex.message, ex.path, errors=errors, invalid=ex.invalid)
@@ -71,7 +85,9 @@ async def handle_bad_cursor(req: falcon.asgi.Request, resp: falcon.asgi.Response
 async def handle_http_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: falcon.HTTPError, params: dict
 ) -> None:
-    _json(resp, ex.status_code, ex.description or ex.title)
+    if 400 <= ex.status_code < 500:
+        _rejected(ex.status_code, ex)
+    _json(resp, ex.status_code, ex.description or ex.title, getattr(ex, "path", None))
     for name, value in (ex.headers or {}).items():
         resp.set_header(name, value)
 

@@ -29,6 +29,11 @@ proc_name = "sensor-api"
 # NOTE: gunicorn 27 opens a control socket at one fixed path by default; two instances
 # (make up beside make test) would fight over it, and we do not use it.
 control_socket_disable = True
+# TLS for clients (API_TLS_CERT / API_TLS_KEY): gunicorn's own settings, which uvicorn-worker
+# hands to uvicorn's server (ssl_certfile / ssl_keyfile).
+if _settings.api.api_tls_cert:
+    certfile = _settings.api.api_tls_cert
+    keyfile = _settings.api.api_tls_key or None
 
 
 def on_starting(server) -> None:

@@ -7,6 +7,11 @@ again when a request's first byte arrives; if the headers are not complete withi
 API_HEADER_TIMEOUT_MS the client gets `408` and the connection is closed. The body has its
 own deadline in the app (service/resources.py), where the body is read.
 
+Header size: uvicorn's httptools protocol has no limit on a request's headers (a 1 MB header,
+or 100,000 of them, were read and answered 202). Here the bytes received while a request's
+headers are incomplete are counted; past API_MAX_HEADER_BYTES the client gets `431` and the
+connection is closed, before the rest is read.
+
 Load shedding: when the worker's event loop runs more than API_SHED_AFTER_MS behind (its
 timers fire that late), a new request is answered `503` with `Retry-After: 1` by a tiny ASGI
 app instead of the API, through the same switch uvicorn uses for its own concurrency limit:
@@ -26,6 +31,13 @@ _BODY = b'{"error": "request headers not received in time"}'
 REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
     b"content-length: " + str(len(_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _BODY
+)
+
+
+_HEADERS_BODY = b'{"error": "request headers are too large"}'
+HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"content-length: " + str(len(_HEADERS_BODY)).encode() + b"\r\nconnection: close\r\n\r\n" + _HEADERS_BODY
 )
 
 
@@ -71,16 +83,36 @@ async def shed(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": _OVERLOADED})
 
 
+def _count_rejected(reason: str) -> None:
+    from service import metrics  # NOTE: not at import: gunicorn's master imports this module
+
+    metrics.REJECTED_REQUESTS.labels(reason).inc()
+
+
 class DeadlineProtocol(HttpToolsProtocol):
     """HttpToolsProtocol whose requests must deliver their headers within `header_timeout`,
     and which sheds new requests while the loop is more than `shed_after` behind."""
 
     header_timeout: float = 10.0  # set per server by `protocol_class`
     shed_after: float = 0.25
+    max_header_bytes: int = 65_536
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0  # received while the current request's headers are incomplete
+
+    def data_received(self, data: bytes) -> None:
+        pending = self._deadline is not None  # NOTE: armed exactly while headers are awaited
+        if pending:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if pending and self._deadline is not None and self._header_bytes > self.max_header_bytes:
+            self._disarm()
+            if not self.transport.is_closing():
+                _count_rejected("headers_too_large")
+                self.transport.write(HEADERS_TOO_LARGE)
+                self.transport.close()
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -94,6 +126,7 @@ class DeadlineProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         self._deadline = None
         if not self.transport.is_closing():
+            _count_rejected("timeout")
             self.transport.write(REQUEST_TIMEOUT)
             self.transport.close()
 
@@ -111,6 +144,7 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._header_bytes = 0
         idle = self.cycle is None or self.cycle.response_complete  # NOTE: never reorder pipelined answers
         if LAG.lag > self.shed_after and idle:
             app, self.app = self.app, shed
@@ -126,8 +160,9 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def protocol_class(header_timeout_s: float, shed_after_s: float) -> type[DeadlineProtocol]:
+def protocol_class(
+    header_timeout_s: float, shed_after_s: float, max_header_bytes: int = 65_536
+) -> type[DeadlineProtocol]:
     """The protocol class uvicorn should instantiate, with this server's limits."""
-    return type(
-        "DeadlineProtocol", (DeadlineProtocol,), {"header_timeout": header_timeout_s, "shed_after": shed_after_s}
-    )
+    limits = {"header_timeout": header_timeout_s, "shed_after": shed_after_s, "max_header_bytes": max_header_bytes}
+    return type("DeadlineProtocol", (DeadlineProtocol,), limits)

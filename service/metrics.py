@@ -53,6 +53,24 @@ ACCEPTED, REJECTED, FAILED = (READINGS.labels(r) for r in ("accepted", "rejected
 for _reason in ("timeout", "queue_full"):
     DELIVERY_ERRORS.labels(_reason)
 
+# Requests refused with a 4xx, by reason (service/errors.py; 408 and 431 of the HTTP protocol too).
+REJECTED_REQUESTS = Counter("sensor_api_rejected_requests_total", "Requests refused with a 4xx, by reason", ["reason"])
+REJECT_REASONS = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    431: "headers_too_large",
+}
+for _reason in (*REJECT_REASONS.values(), "unsupported_encoding", "bad_compression"):
+    REJECTED_REQUESTS.labels(_reason)
+
 # NOTE: an extra beside the contract's list; one series per live worker (pid label) so a single scrape
 # shows how requests spread over gunicorn workers.
 WORKER_REQUESTS = Gauge(

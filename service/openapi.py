@@ -63,6 +63,7 @@ def _post_errors() -> dict[str, Any]:
         "415": _error("unsupported Content-Type or Content-Encoding"),
         "422": _error("a reading breaks the schema; `path` names the field (a batch lists them all in `errors`)"),
         "429": _error("rate limit (RATE_LIMIT_RPS) exceeded", **{"Retry-After": RETRY}),
+        "431": _error("request line and headers over API_MAX_HEADER_BYTES", Connection="close"),
         "503": _error(
             "Kafka unavailable, delivery not acknowledged, queue full or overloaded", **{"Retry-After": RETRY}
         ),

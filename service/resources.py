@@ -15,7 +15,7 @@ import msgspec
 
 from pipeline.reading import Reading, decode_batch, decode_reading
 from pipeline.settings import ApiSettings
-from service import encoding, metrics
+from service import device_tokens, encoding, metrics
 from service.producer import Delivery, ProduceError
 
 NDJSON = "application/x-ndjson"
@@ -102,6 +102,7 @@ class SensorResource:
         except (ValueError, msgspec.DecodeError):
             metrics.REJECTED.inc()
             raise
+        device_tokens.check(req, (reading,))
         delivery = await _send(self.sender, [reading], received_ns)
         if delivery is None:
             _reply(resp, 202, {"status": "queued"})
@@ -130,6 +131,7 @@ class BatchResource:
             raise falcon.HTTPContentTooLarge(
                 description=f"the batch has {len(readings)} readings; at most {self.settings.max_batch} are allowed"
             )
+        device_tokens.check(req, readings)
         await _send(self.sender, readings, received_ns)
         _reply(resp, 202, {"accepted": len(readings)})
 

@@ -44,7 +44,9 @@ def worker_class(api: ApiSettings) -> type[UvicornWorker]:
     """A UvicornWorker subclass whose uvicorn Config follows `api`."""
     config: dict[str, Any] = {
         "loop": "uvloop",
-        "http": protocol_class(api.api_header_timeout_ms / 1000, api.api_shed_after_ms / 1000),
+        "http": protocol_class(
+            api.api_header_timeout_ms / 1000, api.api_shed_after_ms / 1000, api.api_max_header_bytes
+        ),
         "lifespan": "on",  # the producer is flushed at the lifespan shutdown (service/asgi.py)
         # Past this many connections plus requests in flight, uvicorn answers 503 at once.
         "limit_concurrency": api.api_max_connections,

@@ -92,12 +92,15 @@ def start_api(pipeline_env: dict[str, str], tmp_path) -> Iterator[ApiFactory]:
     """Start `python -m service` (real gunicorn) with extra env; returns (base_url, proc)."""
     with ExitStack() as stack:
 
-        def start(_ready: str = "/readyz", **extra: str) -> tuple[str, Process]:
-            """`_ready`: the path to wait for (/healthz when no broker is meant to answer)."""
+        def start(
+            _ready: str = "/readyz", _scheme: str = "http", _verify: str | bool = True, **extra: str
+        ) -> tuple[str, Process]:
+            """`_ready`: the path to wait for (/healthz when no broker is meant to answer);
+            `_scheme`/`_verify`: https and the CA file, for an API with API_TLS_CERT."""
             env = {**pipeline_env, **extra}
             proc = stack.enter_context(spawn([PYTHON, "-m", "service"], env, tmp_path / f"api-{env['API_PORT']}.log"))
-            base = f"http://127.0.0.1:{env['API_PORT']}"
-            wait_http(f"{base}{_ready}", 60, proc=proc)
+            base = f"{_scheme}://127.0.0.1:{env['API_PORT']}"
+            wait_http(f"{base}{_ready}", 60, proc=proc, verify=_verify)
             return base, proc
 
         yield start

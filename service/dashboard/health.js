@@ -72,7 +72,7 @@ export class HealthPanel {
     }
     showError(this.root, null);
     this.root.dataset.state = 'ok';
-    this.root.querySelector('#health-window').textContent = `over the last ${body.window_s} s`;
+    this.root.querySelector('#health-window').textContent = `over the last ${num(body.window_s, 0)} s`;
     for (const [field, entry] of this.cards) {
       const value = body[field];
       entry.value.textContent = entry.format(value);

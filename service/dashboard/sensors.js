@@ -14,8 +14,8 @@ const keyOf = (sensorId, type) => `${sensorId}\u0000${type}`;
 
 function sparkline(target) {
   return new uPlot({
-    width: 140,
-    height: 30,
+    width: 120,
+    height: 28,
     class: 'spark',
     cursor: { show: false },
     select: { show: false },
@@ -35,11 +35,11 @@ class Row {
     this.historyLoaded = false;
     this.dirty = true;
     this.value = el('td', { class: 'num value' });
-    this.location = el('td', { class: 'location' });
     this.updated = el('td', { class: 'updated' });
     this.sparkCell = el('td', { class: 'spark-cell' });
+    this.sensor = el('td', { class: 'sensor' }, sensorId);
     this.tr = el('tr', { 'data-sensor': sensorId, 'data-type': type, tabindex: '0', onclick: () => onSelect(this) },
-      el('td', { class: 'sensor' }, sensorId), el('td', {}, type), this.value, this.location, this.updated, this.sparkCell);
+      this.sensor, el('td', {}, type), this.value, this.updated, this.sparkCell);
     this.tr.addEventListener('keydown', (event) => { if (event.key === 'Enter') onSelect(this); });
     this.plot = null;
   }
@@ -62,7 +62,7 @@ class Row {
     this.dirty = false;
     const latest = this.latest;
     this.value.textContent = latest ? withUnit(latest.value, latest.unit) : '';
-    this.location.textContent = latest?.location ?? '';
+    this.sensor.title = latest?.location ? `${this.sensorId} at ${latest.location}` : this.sensorId;
     this.updated.textContent = latest ? clock(latest.timestamp) : '';
     this.updated.title = latest?.timestamp ?? '';
     this.tr.dataset.latest = latest ? String(latest.value) : '';
@@ -76,7 +76,7 @@ export class SensorTable {
     this.root = root;
     this.body = root.querySelector('tbody');
     this.rows = new Map();
-    this.left = 0; // rows not shown (over MAX_ROWS)
+    this.skipped = new Set(); // series not shown (over MAX_ROWS)
     this.truncated = false;
     this.onSelect = onSelect;
     this.onRowsChanged = onRowsChanged;
@@ -118,7 +118,7 @@ export class SensorTable {
     let row = this.rows.get(key);
     if (row) return { row, created: false };
     if (this.rows.size >= MAX_ROWS) {
-      this.left += 1;
+      this.skipped.add(key);
       return { row: null, created: false };
     }
     row = new Row(sensorId, type, (r) => this.select(r));
@@ -190,7 +190,7 @@ export class SensorTable {
   render() {
     for (const row of this.rows.values()) row.render();
     const sensors = new Set([...this.rows.values()].map((r) => r.sensorId)).size;
-    const more = this.left || this.truncated ? ` (more not shown)` : '';
+    const more = this.skipped.size || this.truncated ? ' (more not shown)' : '';
     this.root.querySelector('#sensor-count').textContent = `${sensors} sensors, ${this.rows.size} series${more}`;
     this.root.classList.toggle('is-empty', this.rows.size === 0);
   }

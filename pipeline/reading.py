@@ -1,4 +1,10 @@
-"""The wire contract: one sensor reading (fields and rules in docs/contract.md), its JSON codecs."""
+"""The wire contract: one sensor reading (fields and rules in docs/contract.md), its JSON codecs.
+
+NOTE: this is the one notion of valid. The API decodes with it (what breaks it is answered
+422), the pool decodes with it (what breaks it goes to the DLQ), and every rule here exists
+because a store could not keep such a reading: a reading this model accepts is stored by the
+console, SQLite and PostgreSQL sinks alike (tests/consumer_pool/sinks/test_hostile.py).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,19 @@ from typing import Annotated
 import msgspec
 
 SensorId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-ReadingType = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+# NOTE: PostgreSQL's text cannot hold NUL. The schema says so (the pattern is for the
+# OpenAPI document and its fuzzers); `__post_init__` enforces it, cheaper than three regexes.
+_NO_NUL = {"pattern": "^[^\\x00]*$"}
+ReadingType = Annotated[str, msgspec.Meta(min_length=1, max_length=32, extra_json_schema=_NO_NUL)]
+Unit = Annotated[str, msgspec.Meta(max_length=16, extra_json_schema=_NO_NUL)]
+Location = Annotated[str, msgspec.Meta(max_length=64, extra_json_schema=_NO_NUL)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# NOTE: finite is not enough: PostgreSQL raises `value out of range: overflow` when
+# readings_1m.sum overflows (two readings of 1e308 in one minute), and the sink would retry
+# that batch for ever. A minute holds at most 60e6 distinct timestamps of one sensor and type
+# (microseconds), so |value| <= 1e300 keeps every sum below 6e307 < DBL_MAX (1.8e308).
+VALUE_LIMIT = 1e300
+Value = Annotated[float, msgspec.Meta(ge=-VALUE_LIMIT, le=VALUE_LIMIT)]
 _UTC = timezone.utc
 
 
@@ -20,19 +37,28 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     sensor_id: SensorId
     timestamp: AwareDatetime
     type: ReadingType
-    value: float
-    unit: Annotated[str, msgspec.Meta(max_length=16)] | None = None
-    location: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    value: Value  # bounds exclude NaN and the infinities too
+    unit: Unit | None = None
+    location: Location | None = None
 
     def __post_init__(self) -> None:
-        # NOTE: msgspec turns a ValueError raised here into a ValidationError.
-        # PERF: `x - x` is 0.0 for finite x and NaN for NaN/inf: cheaper than math.isfinite, and
-        # msgspec decodes `Z` and `+00:00` to the timezone.utc singleton, so an identity test
-        # skips the conversion for nearly every reading (a batch runs this 1,000 times).
-        if self.value - self.value != 0.0:
-            raise ValueError("`value` must be a finite number")
+        # NOTE: msgspec turns a ValueError raised here into a ValidationError; a message that
+        # starts with a `field` name gets that field as its path (`describe`).
+        # NOTE: the pattern's `$` also matches before a final newline (Python's re), and
+        # sensor_id goes unescaped into PostgreSQL's COPY: "s1\n" must not pass.
+        if self.sensor_id[-1] == "\n":
+            raise ValueError("`sensor_id` must not end with a newline")
+        if "\x00" in f"{self.type}{self.unit}{self.location}":
+            field = "type" if "\x00" in self.type else "unit" if "\x00" in (self.unit or "") else "location"
+            raise ValueError(f"`{field}` must not contain a NUL character")
+        # PERF: msgspec decodes `Z` and `+00:00` to the timezone.utc singleton, so an identity
+        # test skips the conversion for nearly every reading (a batch runs this 1,000 times).
         if self.timestamp.tzinfo is not _UTC:
-            self.timestamp = self.timestamp.astimezone(_UTC)
+            try:
+                self.timestamp = self.timestamp.astimezone(_UTC)
+            except OverflowError:
+                # 0001-01-01T00:00:00+01:00 is year 0 in UTC, 9999-12-31T23:00:00-01:00 year 10000
+                raise ValueError("`timestamp` is outside years 1-9999 once converted to UTC") from None
 
 
 READING_DECODER = msgspec.json.Decoder(Reading)
@@ -40,7 +66,9 @@ BATCH_DECODER = msgspec.json.Decoder(list[Reading])
 ENCODER = msgspec.json.Encoder()
 
 _AT_PATH = re.compile(r" - at `(\$[^`]*)`$")
-_NAMED_FIELD = re.compile(r"(?:unknown|required) field `([^`]+)`")
+_NAMED_FIELD = re.compile(r"(?:unknown|required) field `([^`]+)`|^`([a-z_]+)` ")
+# A batch's 422 lists this many invalid readings at most (it counts them all).
+MAX_LISTED = 100
 
 
 class ReadingError(ValueError):
@@ -52,6 +80,16 @@ class ReadingError(ValueError):
         self.path = path
 
 
+class BatchError(ReadingError):
+    """Readings of a batch failed validation: the first one's message and path, plus up to
+    MAX_LISTED of them (`errors`, in order) and how many there are (`invalid`)."""
+
+    def __init__(self, errors: list[ReadingError], invalid: int) -> None:
+        super().__init__(errors[0].message, errors[0].path)
+        self.errors = errors
+        self.invalid = invalid
+
+
 def describe(error: msgspec.ValidationError, prefix: str = "$") -> ReadingError:
     """Split msgspec's message into (message, JSON path), naming the field when known."""
     text = str(error)
@@ -60,7 +98,7 @@ def describe(error: msgspec.ValidationError, prefix: str = "$") -> ReadingError:
     path = match.group(1) if match else "$"
     named = _NAMED_FIELD.search(message)
     if named:
-        path = f"{path}.{named.group(1)}"
+        path = f"{path}.{named.group(1) or named.group(2)}"
     return ReadingError(message, prefix + path[1:])
 
 
@@ -72,23 +110,45 @@ def decode_reading(body: bytes) -> Reading:
         raise describe(e) from e
 
 
+_RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
 def decode_batch(body: bytes, *, ndjson: bool = False) -> list[Reading]:
-    """Decode a JSON array or NDJSON body, all or nothing."""
-    if not ndjson:
+    """Decode a JSON array or NDJSON body, all or nothing; raises msgspec.DecodeError (bad
+    JSON) or BatchError listing every invalid reading (up to MAX_LISTED)."""
+    if ndjson:
+        lines = [(i, line) for i, line in enumerate(body.splitlines()) if line.strip()]
+        return _decode_items(lines, ndjson=True)
+    try:
+        return BATCH_DECODER.decode(body)
+    except msgspec.ValidationError as e:
+        # NOTE: msgspec stops at the first fault; only then is the array decoded again, item
+        # by item, to list them all. A valid batch is decoded once.
         try:
-            return BATCH_DECODER.decode(body)
-        except msgspec.ValidationError as e:
-            raise describe(e) from e
+            items = _RAW_ITEMS.decode(body)
+        except (msgspec.ValidationError, RecursionError):
+            # Not an array at all; or nested so deep (`[[[[...`) that skipping an item
+            # recurses past msgspec's limit, where only the first fault is known.
+            raise BatchError([describe(e)], 1) from e
+        _decode_items(list(enumerate(items)))
+        raise BatchError([describe(e)], 1) from e  # NOTE: not reached: some item fails again
+
+
+def _decode_items(items: list[tuple[int, bytes | msgspec.Raw]], *, ndjson: bool = False) -> list[Reading]:
     readings: list[Reading] = []
-    for index, line in enumerate(body.splitlines()):
-        if not line.strip():
-            continue
+    errors: list[ReadingError] = []
+    invalid = 0
+    for index, item in items:
         try:
-            readings.append(READING_DECODER.decode(line))
+            readings.append(READING_DECODER.decode(item))
         except msgspec.ValidationError as e:
-            raise describe(e, prefix=f"$[{index}]") from e
+            invalid += 1
+            if len(errors) < MAX_LISTED:
+                errors.append(describe(e, prefix=f"$[{index}]"))
         except msgspec.DecodeError as e:
-            raise msgspec.DecodeError(f"line {index + 1}: {e}") from e
+            raise msgspec.DecodeError(f"line {index + 1}: {e}" if ndjson else str(e)) from e
+    if errors:
+        raise BatchError(errors, invalid)
     return readings
 
 

@@ -16,6 +16,7 @@ from service.producer import ReadingProducer
 from service.queries import open_store
 from service.read_resources import ReadSide
 from service.stream import Tail
+from service.worker import SHUTDOWN_HOOKS
 
 log = logging.getLogger("service")
 
@@ -32,7 +33,6 @@ class FlushOnShutdown:
         self.timeout = timeout
 
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
-        tail.close()
         left = await asyncio.to_thread(self.producer.close, self.timeout)
         log.info("worker %s flushed its producer (%d undelivered)", os.getpid(), left)
 
@@ -54,4 +54,5 @@ read = ReadSide(
     ),
 )
 app = create_app(settings.api, producer, read)
+SHUTDOWN_HOOKS.append(tail.close)
 app.add_middleware(FlushOnShutdown(producer, settings.api.ack_timeout_ms / 1000 + 10))

@@ -9,7 +9,7 @@ import falcon
 import falcon.asgi
 import msgspec
 
-from pipeline.reading import ReadingError
+from pipeline.reading import BatchError, ReadingError
 from service.middleware import Overloaded
 from service.producer import ProduceError
 from service.queries import BadCursor, StoreUnavailable
@@ -18,10 +18,11 @@ from service.read_resources import NoStore
 log = logging.getLogger(__name__)
 
 
-def _json(resp: falcon.asgi.Response, status: int, message: str, path: str | None = None) -> None:
+def _json(resp: falcon.asgi.Response, status: int, message: str, path: str | None = None, **more: Any) -> None:
     body: dict[str, Any] = {"error": message}
     if path:
         body["path"] = path
+    body.update(more)
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = msgspec.json.encode(body)
@@ -36,6 +37,10 @@ async def handle_decode_error(
 async def handle_reading_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: ReadingError, params: dict
 ) -> None:
+    if isinstance(ex, BatchError):
+        errors = [{"path": e.path, "error": e.message} for e in ex.errors]
+        _json(resp, 422, ex.message, ex.path, errors=errors, invalid=ex.invalid)
+        return
     _json(resp, 422, ex.message, ex.path)
 
 

@@ -15,7 +15,7 @@ import msgspec
 
 from pipeline.reading import Reading, decode_batch, decode_reading
 from pipeline.settings import ApiSettings
-from service import metrics
+from service import encoding, metrics
 from service.producer import Delivery, ProduceError
 
 NDJSON = "application/x-ndjson"
@@ -53,12 +53,14 @@ async def _read_within(req: falcon.asgi.Request, size: int, seconds: float) -> b
 
 
 async def read_body(req: falcon.asgi.Request, settings: ApiSettings, accepted: tuple[str, ...]) -> bytes:
-    """The raw body, after the content-type and size checks (413 / 415), read within
-    API_BODY_TIMEOUT_MS (408, and the connection is closed: a client that slow is not kept)."""
+    """The body, after the content-type, content-encoding and size checks (415 / 413), read
+    within API_BODY_TIMEOUT_MS (408, and the connection is closed: a client that slow is not
+    kept), then decompressed within MAX_BODY_BYTES (service/encoding.py)."""
     if _media_type(req) not in accepted:
         raise falcon.HTTPUnsupportedMediaType(
             description=f"Content-Type must be {' or '.join(accepted)}, got {req.content_type or 'none'}"
         )
+    coding = encoding.coding(req.get_header("Content-Encoding"))
     limit = settings.max_body_bytes
     if req.content_length is not None and req.content_length > limit:
         raise falcon.HTTPContentTooLarge(description=f"body is larger than {limit} bytes")
@@ -72,7 +74,7 @@ async def read_body(req: falcon.asgi.Request, settings: ApiSettings, accepted: t
         ) from None
     if len(body) > limit:
         raise falcon.HTTPContentTooLarge(description=f"body is larger than {limit} bytes")
-    return body
+    return encoding.decompress(body, coding, limit)
 
 
 async def _send(sender: Sender, readings: list[Reading], received_ns: int) -> Delivery | None:

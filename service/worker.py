@@ -7,12 +7,37 @@ httptools, the header deadline of service/http_protocol.py and a cap on connecti
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import Any
 
+from gunicorn.arbiter import Arbiter
+from uvicorn import Server
 from uvicorn_worker import UvicornWorker
 
 from pipeline.settings import ApiSettings
 from service.http_protocol import protocol_class
+
+# Run when the server begins to shut down, before it waits for the responses in flight:
+# endless responses (GET /stream) must end then, or SIGTERM would wait out the graceful timeout.
+SHUTDOWN_HOOKS: list[Callable[[], None]] = []
+
+
+class _Server(Server):
+    async def shutdown(self, sockets: Any = None) -> None:
+        for hook in SHUTDOWN_HOOKS:
+            hook()
+        await super().shutdown(sockets)
+
+
+async def _serve(self: UvicornWorker) -> None:
+    """uvicorn-worker's own `_serve`, with the Server above (NOTE: mirrors uvicorn-worker 0.4.0)."""
+    self.config.app = self.wsgi
+    server = _Server(config=self.config)
+    self._install_sigquit_handler()
+    await server.serve(sockets=self.sockets)
+    if not server.started:
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
 
 def worker_class(api: ApiSettings) -> type[UvicornWorker]:
@@ -28,4 +53,4 @@ def worker_class(api: ApiSettings) -> type[UvicornWorker]:
         "proxy_headers": False,  # NOTE: nothing uses the client address; saves a middleware per request
         "server_header": False,
     }
-    return type("SensorApiWorker", (UvicornWorker,), {"CONFIG_KWARGS": config})
+    return type("SensorApiWorker", (UvicornWorker,), {"CONFIG_KWARGS": config, "_serve": _serve})

@@ -3,6 +3,7 @@ the alert lifecycle with acknowledgement, the SSE stream and its gap-free resume
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -74,9 +75,6 @@ def test_readings_aggregates_and_sensors_with_pagination(stack: Endpoints) -> No
         type="temperature",
         **{"from": "2025-11-17T14:01:00Z", "to": "2025-11-17T15:01:30+01:00"},
     )
-    assert [i["value"] for i in window["items"]] == [20.0, 10.0, 0.0, 50.0, 40.0, 30.0, 20.0, 10.0, 0.0][
-        :3
-    ] + [] or True
     assert {i["timestamp"][:16] for i in window["items"]} == {"2025-11-17T14:01"}
     assert [i["value"] for i in window["items"]] == [20.0, 10.0, 0.0]
 
@@ -199,6 +197,11 @@ class Listener:
             return
 
     def close(self) -> None:
+        """Hang up at once (a blocked read would otherwise wait for the next keep-alive)."""
+        conn = self.resp.raw.connection
+        if conn is not None and conn.sock is not None:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(5)
         self.resp.close()
 
 

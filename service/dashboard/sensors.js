@@ -3,28 +3,14 @@
 // sparkline history is fetched (GET /sensors/{id}/readings?type=&limit=30) when it scrolls
 // into view, so a big fleet costs one request per visible row, not per sensor.
 
-import uPlot from './vendor/uPlot.esm.js';
 import { getAll, getJSON, limiter } from './api.js';
 import { clock, el, flash, seconds, showError, withUnit } from './format.js';
+import { sparkline } from './spark.js';
 
 const SPARK_POINTS = 30;
 const MAX_ROWS = 500; // beyond this the table says how many it leaves out
 
 const keyOf = (sensorId, type) => `${sensorId}\u0000${type}`;
-
-function sparkline(target) {
-  return new uPlot({
-    width: 120,
-    height: 28,
-    class: 'spark',
-    cursor: { show: false },
-    select: { show: false },
-    legend: { show: false },
-    scales: { x: { time: false } },
-    axes: [{ show: false }, { show: false }],
-    series: [{}, { stroke: '#2563eb', width: 1.5, points: { show: true, size: 3 } }],
-  }, [[], []], target);
-}
 
 class Row {
   constructor(sensorId, type, onSelect) {
@@ -132,7 +118,7 @@ export class SensorTable {
     this.body.replaceChildren(...sorted.map((r) => r.tr));
     for (const r of sorted) {
       if (!r.plot) {
-        r.plot = sparkline(r.sparkCell);
+        r.plot = sparkline(r.sparkCell, { width: 120, height: 28, stroke: '#2563eb', points: 3 });
         r.dirty = true;
         this.observer.observe(r.tr);
       }

@@ -62,6 +62,7 @@ export class HealthPanel {
     }
     showError(this.root, null);
     this.root.dataset.state = 'ok';
+    this.root.dataset.window = String(body.window_s);
     this.root.querySelector('#health-window').textContent = `over the last ${num(body.window_s, 0)} s`;
     for (const [field, entry] of this.cards) {
       const value = body[field];

@@ -4,7 +4,8 @@ styles and the vendored uPlot), served as they are in service/dashboard/: no bui
 PERF: the files (about 200 kB) are read once when the app is built, so a request never
 touches the disk nor blocks the event loop. Each answer carries a strong ETag (the content
 hash) and `Cache-Control: no-cache`: a browser keeps its copy but asks every time, gets a
-304 while nothing changed, and never runs a stale script after an upgrade.
+304 while nothing changed, and never runs a stale script after an upgrade. (An edit to the
+files shows after the API restarts.)
 """
 
 from __future__ import annotations

@@ -19,6 +19,24 @@ function autoBucket(rangeSeconds) {
   return '1d';
 }
 
+// 24-hour axis labels, with the date under the first tick and wherever the day changes.
+function timeLabels(u, splits, axis, space, increment) {
+  let day = null;
+  return splits.map((t) => {
+    const date = new Date(t * 1000);
+    const dayText = date.toLocaleDateString('en-GB', { day: 'numeric', month: 'short' });
+    if (increment >= 86400) return dayText;
+    const time = date.toLocaleTimeString('en-GB', {
+      hour: '2-digit', minute: '2-digit', second: increment < 60 ? '2-digit' : undefined, hour12: false,
+    });
+    const label = day === dayText ? time : `${time}\n${dayText}`;
+    day = dayText;
+    return label;
+  });
+}
+
+const stepped = uPlot.paths.stepped({ align: 1 });
+
 const toLocalInput = (date) => new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
 
 export class SensorChart {
@@ -182,13 +200,29 @@ export class SensorChart {
     return { width: Math.max(this.target.clientWidth, 200), height: 300 };
   }
 
+  // Raw readings at their times; each bucket as a step over [start, start + bucket), with a
+  // gap (null) where buckets are missing. uPlot.join aligns the two: its alignment holes are
+  // `undefined`, which the lines pass over, while the nulls stay gaps.
   data() {
-    const half = BUCKET_SECONDS[this.bucket] / 2;
+    const width = BUCKET_SECONDS[this.bucket];
+    const steps = [[], [], [], []];
+    const push = (x, a) => {
+      steps[0].push(x);
+      steps[1].push(a && a.avg);
+      steps[2].push(a && a.min);
+      steps[3].push(a && a.max);
+    };
     const aggs = this.aggregates.filter((a) => a.count > 0);
-    return uPlot.join([
-      [this.raw.map((p) => p[0]), this.raw.map((p) => p[1])],
-      [aggs.map((a) => seconds(a.start) + half), aggs.map((a) => a.avg), aggs.map((a) => a.min), aggs.map((a) => a.max)],
-    ]);
+    aggs.forEach((a, i) => {
+      const start = seconds(a.start);
+      push(start, a);
+      const next = aggs[i + 1];
+      if (!next || seconds(next.start) > start + width) {
+        push(start + width, a);
+        if (next) push(start + width + 0.001, null);
+      }
+    });
+    return uPlot.join([[this.raw.map((p) => p[0]), this.raw.map((p) => p[1])], steps]);
   }
 
   makePlot(data) {
@@ -198,15 +232,15 @@ export class SensorChart {
     this.plot = new uPlot({
       ...this.size(),
       series: [
-        {},
-        { label: `${type} (raw)`, stroke: '#2563eb', width: 1.5, spanGaps: true, points: { show: true, size: 4 }, value: (u, v) => (v == null ? '–' : `${v} ${unit}`) },
-        { label: `avg / ${this.bucket}`, stroke: '#ea580c', width: 2, spanGaps: true, points: { show: false } },
-        { label: 'min', stroke: 'rgba(234, 88, 12, 0.35)', width: 1, dash: [4, 4], spanGaps: true, points: { show: false } },
-        { label: 'max', stroke: 'rgba(234, 88, 12, 0.35)', width: 1, dash: [4, 4], spanGaps: true, points: { show: false } },
+        { value: (u, t) => (t == null ? '–' : new Date(t * 1000).toLocaleString('en-GB', { hour12: false })) },
+        { label: `${type} (raw)`, stroke: '#2563eb', width: 1.5, points: { show: true, size: 4 }, value: (u, v) => (v == null ? '–' : `${v} ${unit}`) },
+        { label: `avg per ${this.bucket}`, stroke: '#ea580c', width: 2, paths: stepped, points: { show: false } },
+        { label: 'min', stroke: 'rgba(234, 88, 12, 0.45)', width: 1, dash: [4, 4], paths: stepped, points: { show: false } },
+        { label: 'max', stroke: 'rgba(234, 88, 12, 0.45)', width: 1, dash: [4, 4], paths: stepped, points: { show: false } },
       ],
       bands: [{ series: [4, 3], fill: 'rgba(234, 88, 12, 0.10)' }],
       scales: { x: { time: true, range: () => [this.window.from, this.window.to] } },
-      axes: [{}, { label: unit, size: 60 }],
+      axes: [{ values: timeLabels, space: 60 }, { label: unit, size: 60 }],
       legend: { live: true },
     }, data, this.target);
   }

@@ -1,9 +1,9 @@
 // Pipeline health: GET /pipeline (the API's and the pool's own metrics over its window), as
 // cards with the last few minutes of each figure drawn behind it.
 
-import uPlot from './vendor/uPlot.esm.js';
 import { getJSON } from './api.js';
 import { DASH, el, num, showError } from './format.js';
+import { sparkline } from './spark.js';
 
 const HISTORY = 90; // samples kept per card (3 min at one poll every 2 s)
 const HISTORY_S = 180; // the x range drawn, so a young history starts at the right, not stretched
@@ -24,23 +24,6 @@ const CARDS = [
   ['pool_reachable', 'Consumer pool', (v) => (v ? 'reachable' : 'unreachable'), "the pool's /metrics", (v) => (v ? '' : 'bad'), false],
 ];
 
-function spark(target) {
-  return new uPlot({
-    width: 180,
-    height: 26,
-    class: 'spark',
-    cursor: { show: false },
-    select: { show: false },
-    legend: { show: false },
-    scales: {
-      x: { time: false, range: (u, min, max) => [max - HISTORY_S, max] },
-      y: { range: (u, min, max) => [0, Math.max(max * 1.1, 1e-9)] },
-    },
-    axes: [{ show: false }, { show: false }],
-    series: [{}, { stroke: '#93b4f5', fill: 'rgba(37, 99, 235, 0.08)', width: 1.5, points: { show: false } }],
-  }, [[], []], target);
-}
-
 export class HealthPanel {
   constructor(root) {
     this.root = root;
@@ -55,7 +38,14 @@ export class HealthPanel {
       if (hasSpark) {
         const holder = el('div', { class: 'card-spark', 'aria-hidden': 'true' });
         card.prepend(holder);
-        plot = spark(holder);
+        plot = sparkline(holder, {
+          width: 180,
+          height: 26,
+          stroke: '#93b4f5',
+          fill: 'rgba(37, 99, 235, 0.08)',
+          x: (u, min, max) => [max - HISTORY_S, max],
+          y: (u, min, max) => [0, Math.max(max * 1.1, 1e-9)],
+        });
       }
       this.cards.set(field, { card, value, format, status, plot, history: [[], []] });
     }
@@ -72,7 +62,8 @@ export class HealthPanel {
     }
     showError(this.root, null);
     this.root.dataset.state = 'ok';
-    this.root.querySelector('#health-window').textContent = `over the last ${body.window_s} s`;
+    this.root.dataset.window = String(body.window_s);
+    this.root.querySelector('#health-window').textContent = `over the last ${num(body.window_s, 0)} s`;
     for (const [field, entry] of this.cards) {
       const value = body[field];
       entry.value.textContent = entry.format(value);

@@ -3,28 +3,14 @@
 // sparkline history is fetched (GET /sensors/{id}/readings?type=&limit=30) when it scrolls
 // into view, so a big fleet costs one request per visible row, not per sensor.
 
-import uPlot from './vendor/uPlot.esm.js';
 import { getAll, getJSON, limiter } from './api.js';
 import { clock, el, flash, seconds, showError, withUnit } from './format.js';
+import { sparkline } from './spark.js';
 
 const SPARK_POINTS = 30;
 const MAX_ROWS = 500; // beyond this the table says how many it leaves out
 
 const keyOf = (sensorId, type) => `${sensorId}\u0000${type}`;
-
-function sparkline(target) {
-  return new uPlot({
-    width: 140,
-    height: 30,
-    class: 'spark',
-    cursor: { show: false },
-    select: { show: false },
-    legend: { show: false },
-    scales: { x: { time: false } },
-    axes: [{ show: false }, { show: false }],
-    series: [{}, { stroke: '#2563eb', width: 1.5, points: { show: true, size: 3 } }],
-  }, [[], []], target);
-}
 
 class Row {
   constructor(sensorId, type, onSelect) {
@@ -35,11 +21,11 @@ class Row {
     this.historyLoaded = false;
     this.dirty = true;
     this.value = el('td', { class: 'num value' });
-    this.location = el('td', { class: 'location' });
     this.updated = el('td', { class: 'updated' });
     this.sparkCell = el('td', { class: 'spark-cell' });
+    this.sensor = el('td', { class: 'sensor' }, sensorId);
     this.tr = el('tr', { 'data-sensor': sensorId, 'data-type': type, tabindex: '0', onclick: () => onSelect(this) },
-      el('td', { class: 'sensor' }, sensorId), el('td', {}, type), this.value, this.location, this.updated, this.sparkCell);
+      this.sensor, el('td', {}, type), this.value, this.updated, this.sparkCell);
     this.tr.addEventListener('keydown', (event) => { if (event.key === 'Enter') onSelect(this); });
     this.plot = null;
   }
@@ -62,7 +48,7 @@ class Row {
     this.dirty = false;
     const latest = this.latest;
     this.value.textContent = latest ? withUnit(latest.value, latest.unit) : '';
-    this.location.textContent = latest?.location ?? '';
+    this.sensor.title = latest?.location ? `${this.sensorId} at ${latest.location}` : this.sensorId;
     this.updated.textContent = latest ? clock(latest.timestamp) : '';
     this.updated.title = latest?.timestamp ?? '';
     this.tr.dataset.latest = latest ? String(latest.value) : '';
@@ -76,7 +62,7 @@ export class SensorTable {
     this.root = root;
     this.body = root.querySelector('tbody');
     this.rows = new Map();
-    this.left = 0; // rows not shown (over MAX_ROWS)
+    this.skipped = new Set(); // series not shown (over MAX_ROWS)
     this.truncated = false;
     this.onSelect = onSelect;
     this.onRowsChanged = onRowsChanged;
@@ -118,7 +104,7 @@ export class SensorTable {
     let row = this.rows.get(key);
     if (row) return { row, created: false };
     if (this.rows.size >= MAX_ROWS) {
-      this.left += 1;
+      this.skipped.add(key);
       return { row: null, created: false };
     }
     row = new Row(sensorId, type, (r) => this.select(r));
@@ -132,7 +118,7 @@ export class SensorTable {
     this.body.replaceChildren(...sorted.map((r) => r.tr));
     for (const r of sorted) {
       if (!r.plot) {
-        r.plot = sparkline(r.sparkCell);
+        r.plot = sparkline(r.sparkCell, { width: 120, height: 28, stroke: '#2563eb', points: 3 });
         r.dirty = true;
         this.observer.observe(r.tr);
       }
@@ -190,7 +176,7 @@ export class SensorTable {
   render() {
     for (const row of this.rows.values()) row.render();
     const sensors = new Set([...this.rows.values()].map((r) => r.sensorId)).size;
-    const more = this.left || this.truncated ? ` (more not shown)` : '';
+    const more = this.skipped.size || this.truncated ? ' (more not shown)' : '';
     this.root.querySelector('#sensor-count').textContent = `${sensors} sensors, ${this.rows.size} series${more}`;
     this.root.classList.toggle('is-empty', this.rows.size === 0);
   }

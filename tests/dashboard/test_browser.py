@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration  # real processes and a real browser
 
 WEB = ROOT / "web"
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = ("dashboard.png", "alerts.png", "live-messages.png", "chart.png")
+SCREENSHOTS = ("dashboard.png", "alerts.png", "live-messages.png")
 
 
 @pytest.fixture(scope="session")

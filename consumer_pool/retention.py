@@ -3,7 +3,7 @@
 One worker (slot 0) calls `step()` between batches. A step prunes a few sensors (each in its
 own short transaction, at most a few thousand rows), so ingest never waits behind a long
 DELETE; steps repeat quickly while a sweep finds rows to delete, and once a whole sweep
-found nothing the next one starts a minute later. 0 days keeps rows forever.
+found nothing the next one starts 10 s later. 0 days keeps rows forever.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 SENSORS_PER_STEP = 20
 BUSY_INTERVAL_S = 0.2
-IDLE_INTERVAL_S = 60.0
+IDLE_INTERVAL_S = 10.0
 
 
 class Retention:

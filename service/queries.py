@@ -150,7 +150,7 @@ PG_BUCKET = {
 }
 AGGREGATES = """
 SELECT type, start, count, min, max, avg FROM (
-    SELECT type, {bucket} AS start, sum(count) AS count, min(min) AS min, max(max) AS max,
+    SELECT type, {bucket} AS start, CAST(sum(count) AS BIGINT) AS count, min(min) AS min, max(max) AS max,
            sum(sum) / sum(count) AS avg
     FROM readings_1m WHERE sensor_id = ? AND minute >= ? AND minute < ? {type_filter}
     GROUP BY type, start

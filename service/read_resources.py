@@ -94,6 +94,13 @@ def choice_of(req: falcon.asgi.Request, name: str, allowed: tuple[str, ...], def
     return text
 
 
+def _day_before(moment: datetime) -> datetime:
+    try:
+        return moment - timedelta(days=1)
+    except OverflowError:  # `to` in the calendar's first day
+        return datetime.min.replace(tzinfo=timezone.utc)
+
+
 def _sensor(sensor_id: str) -> str:
     if not 1 <= len(sensor_id) <= 64 or not set(sensor_id) <= _SENSOR_ID:
         raise falcon.HTTPNotFound(description=f"no sensor {sensor_id!r}")
@@ -138,7 +145,7 @@ class AggregatesResource(_Reads):
         type_ = text_of(req, "type", 32)
         bucket = choice_of(req, "bucket", BUCKETS, "5m")
         end = time_of(req, "to") or datetime.now(timezone.utc)
-        start = time_of(req, "from") or end - timedelta(days=1)
+        start = time_of(req, "from") or _day_before(end)
         if start >= end:
             raise _bad("from", "must be before to")
         limit = limit_of(req, 1000, 10_000)

@@ -146,6 +146,7 @@ def test_readings_aggregates_and_sensors_with_pagination(stack: Endpoints) -> No
         ("/sensors/s1/aggregates", {"bucket": "2m"}, "parameter bucket"),
         ("/sensors/s1/aggregates", {"from": "2025-11-18T00:00:00Z", "to": "2025-11-17T00:00:00Z"}, "before to"),
         ("/alerts", {"state": "open"}, "parameter state"),
+        ("/sensors/s1/aggregates", {"to": "0001-01-01T00:00:00Z"}, "before to"),  # the default from would underflow
     ],
 )
 def test_bad_parameters_are_400_naming_them(stack: Endpoints, path: str, params: dict, needle: str) -> None:

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, P
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.process import unique
-from pipeline.topics import READINGS_TOPIC_CONFIG
+from pipeline.topics import READINGS_TOPIC_CONFIG, REPLICATION_FACTOR
 
 _ADMINS: dict[str, AdminClient] = {}
 
@@ -43,9 +43,9 @@ def create_topic(
     config: Mapping[str, str] = READINGS_TOPIC_CONFIG,
     timeout: float = 30,
 ) -> str:
-    """Create `name` (replication 1) and wait for the broker to confirm it; by default as the
-    pipeline creates its readings topic (pipeline/topics.py)."""
-    topic = NewTopic(name, partitions, 1, config=dict(config))
+    """Create `name` and wait for the broker to confirm it; by default as the pipeline creates
+    its readings topic (pipeline/topics.py: the broker's default replication factor)."""
+    topic = NewTopic(name, partitions, REPLICATION_FACTOR, config=dict(config))
     for future in admin(broker).create_topics([topic]).values():
         future.result(timeout)
     return name

@@ -8,7 +8,7 @@
 #        on KAFKA_PORT+2(N-1) and KAFKA_CONTROLLER_PORT+2(N-1);
 #      KAFKA_NETNS (a name prefix, with KAFKA_SUBNET, e.g. 10.213.0): node N runs in the
 #        network namespace PREFIX-nN made by harness/netns.py, clients reach it on
-#        SUBNET.(10+N) and its peers on SUBNET.(138+N), both on KAFKA_PORT (the fault suite).
+#        SUBNET.(10+N):KAFKA_PORT and its peers on SUBNET.(138+N):KAFKA_PORT+2 (the fault suite).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -86,8 +86,9 @@ write_conf() {  # node
       if [ -n "$NETNS" ]; then
         # Clients on the client link, replication and the controller quorum on the peer link,
         # so cutting the peer link isolates a node from its peers but not from clients.
-        echo "listeners=PLAINTEXT://$(client_host "$n"):$PORT,INTERNAL://$(peer_host "$n"):$PORT,CONTROLLER://$(peer_host "$n"):$CONTROLLER_PORT"
-        echo "advertised.listeners=PLAINTEXT://$(client_host "$n"):$PORT,INTERNAL://$(peer_host "$n"):$PORT"
+        # (Kafka wants a port per listener, even on two addresses: replication uses KAFKA_PORT+2.)
+        echo "listeners=PLAINTEXT://$(client_host "$n"):$PORT,INTERNAL://$(peer_host "$n"):$((PORT + 2)),CONTROLLER://$(peer_host "$n"):$CONTROLLER_PORT"
+        echo "advertised.listeners=PLAINTEXT://$(client_host "$n"):$PORT,INTERNAL://$(peer_host "$n"):$((PORT + 2))"
         echo "inter.broker.listener.name=INTERNAL"
       else
         echo "listeners=PLAINTEXT://127.0.0.1:$(client_port "$n"),CONTROLLER://127.0.0.1:$(controller_port "$n")"

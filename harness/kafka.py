@@ -215,3 +215,26 @@ def committed(broker: str, group: str, topic: str, partitions: int = 6) -> dict[
         return {tp.partition: tp.offset for tp in tps}
     finally:
         consumer.close()
+
+
+def topic_values(broker: str, topic: str, timeout: float = 60.0) -> list[bytes]:
+    """The value of every record of `topic`, read from offset 0 to the end of every partition."""
+    ends = end_offsets(broker, topic)
+    todo = {p for p, end in ends.items() if end > 0}
+    consumer = _consumer(broker, unique("harness-values"))
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for msg in consumer.consume(2000, 0.5):
+                if msg.error() is not None or msg.offset() >= ends[msg.partition()]:
+                    continue
+                values.append(msg.value() or b"")
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    todo.discard(msg.partition())
+        if todo:
+            raise TimeoutError(f"could not read partitions {sorted(todo)} of {topic} to their end in {timeout:.0f} s")
+        return values
+    finally:
+        consumer.close()

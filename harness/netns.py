@@ -120,7 +120,9 @@ class Network:
     def shape(self, node: int, rate: str = "1mbit") -> None:
         """Slow both of node's links to `rate` (token bucket; works without sch_netem)."""
         for dev in ("c0", "p0"):
-            done = self._tc(node, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms")
+            done = self._tc(
+                node, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"tc tbf on {dev}: {done.stderr.strip()}")
 

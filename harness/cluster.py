@@ -15,6 +15,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from harness.kafka import admin
 from harness.netns import Network, network
 from harness.poll import wait_until
 from harness.process import ROOT
@@ -86,7 +87,9 @@ class Cluster:
             os.kill(pid, signal.SIGCONT)
 
     def admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        # NOTE: one client for the run (harness.kafka.admin): destroying one while a node is
+        # down blocks for seconds.
+        return admin(self.bootstrap)
 
     def leader(self, topic: str, partition: int = 0) -> int:
         """The node that leads `topic`[partition] now (from the cluster's metadata)."""

@@ -8,13 +8,15 @@ are made for the session and removed afterwards, even when a scenario fails.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from harness.chaos import Pipeline, Verdict, check
+from harness.chaos import REPORTS, Pipeline, Verdict, check
 from harness.cluster import Cluster, cluster
 from harness.netns import usable
 from harness.openloop import OpenLoop
@@ -22,7 +24,7 @@ from harness.process import unique
 
 pytestmark = pytest.mark.integration
 
-RATE = 100  # readings/s, open loop
+RATE = 50  # readings/s, open loop (2 shared cores also run 3 brokers, the API and the pool)
 WARM_UP_S = 5
 TAIL_S = 15  # load goes on this long after the fault healed
 
@@ -36,13 +38,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def kafka_cluster() -> Iterator[Cluster]:
     why = usable()
     assert why is None, f"the fault suite needs network namespaces as root: {why}"
     prefix = os.environ.get("CHAOS_NET_PREFIX", "s13")
     subnet = os.environ.get("CHAOS_SUBNET", "10.213.0")
-    with cluster(prefix, subnet, tmp_path_factory.mktemp("cluster")) as kafka:
-        yield kafka
+    # NOTE: not under pytest's tmp_path: another pytest run on the machine prunes old ones.
+    run_dir = Path(tempfile.mkdtemp(prefix="chaos-cluster-"))
+    try:
+        with cluster(prefix, subnet, run_dir) as kafka:
+            yield kafka
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
     assert not kafka.net.leftovers(), f"namespaces or links left behind: {kafka.net.leftovers()}"
 
 
@@ -50,7 +57,7 @@ Fault = Callable[[Pipeline, OpenLoop], None]
 
 
 @pytest.fixture
-def scenario(kafka_cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Verdict]:
+def scenario(kafka_cluster: Cluster, request: pytest.FixtureRequest) -> Callable[..., Verdict]:
     """Run one fault under open-loop load and return the verdict on the run's own readings.
 
     `fault(pipeline, load)` injects the fault and returns once it has healed; the load goes
@@ -59,12 +66,15 @@ def scenario(kafka_cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequ
 
     def run(fault: Fault, rate: float = RATE, pools: int = 1, extra_env: dict[str, str] | None = None) -> Verdict:
         name = request.node.name.removeprefix("test_")
-        pipeline = Pipeline(kafka_cluster.bootstrap, unique(name.replace("_", "")[:12]), tmp_path, extra_env)
+        # The logs stay in reports/chaos/<scenario>/ for RELIABILITY.md and for a failure.
+        workdir = REPORTS / name
+        shutil.rmtree(workdir, ignore_errors=True)
+        pipeline = Pipeline(kafka_cluster.bootstrap, unique(name.replace("_", "")[:12]), workdir, extra_env)
         try:
             for _ in range(pools):
                 pipeline.start_pool()
             pipeline.start_api()
-            with OpenLoop(pipeline.api_url, pipeline.run_id, rate) as load:
+            with OpenLoop(pipeline.api_url, pipeline.run_id, workdir / "outcomes.jsonl", rate) as load:
                 time.sleep(WARM_UP_S)
                 fault(pipeline, load)
                 healed = load.elapsed()
@@ -78,6 +88,10 @@ def scenario(kafka_cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequ
                 kafka_cluster.wait_healthy(pipeline.topic)
             finally:
                 pipeline.stop()
+                for path in workdir.glob("readings.db*"):
+                    path.unlink()
+                for path in workdir.glob("*-metrics-*"):
+                    shutil.rmtree(path, ignore_errors=True)
         return verdict
 
     return run

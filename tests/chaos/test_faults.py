@@ -4,18 +4,24 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from harness.chaos import Pipeline, Verdict, kill9, pool_workers
 from harness.cluster import Cluster
+from harness.netns import NetemUnavailable
 from harness.openloop import OpenLoop
 from harness.poll import wait_until
+from harness.process import ROOT, free_port
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 Scenario = Callable[..., Verdict]
 
@@ -65,3 +71,132 @@ def test_api_kill9_mid_stream(scenario: Scenario) -> None:
         p.start_api()
 
     no_problems(scenario(fault))
+
+
+def test_leader_paused_past_request_timeout(scenario: Scenario, kafka_cluster: Cluster) -> None:
+    """The leader SIGSTOPped 35 s (librdkafka's request.timeout.ms is 30 s), then resumed."""
+
+    def fault(p: Pipeline, load: OpenLoop) -> None:
+        leader = kafka_cluster.leader(p.topic, 0)
+        kafka_cluster.pause(leader)
+        try:
+            time.sleep(35)
+        finally:
+            kafka_cluster.resume(leader)
+        wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
+
+    no_problems(scenario(fault))
+
+
+def test_leader_cut_off_from_peers(scenario: Scenario, kafka_cluster: Cluster) -> None:
+    """The leader's peer link down 20 s (clients still reach it), then healed."""
+
+    def fault(p: Pipeline, load: OpenLoop) -> None:
+        leader = kafka_cluster.leader(p.topic, 0)
+        kafka_cluster.net.isolate(leader)
+        try:
+            time.sleep(20)
+        finally:
+            kafka_cluster.net.heal(leader)
+        wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
+
+    no_problems(scenario(fault))
+
+
+def test_two_of_three_controllers_down(scenario: Scenario, kafka_cluster: Cluster) -> None:
+    """Two nodes (controllers and brokers) killed with -9 for 20 s: no quorum, no ISR of 2."""
+
+    def fault(p: Pipeline, load: OpenLoop) -> None:
+        for node in (1, 2):
+            kafka_cluster.kill(node)
+        time.sleep(20)
+        kafka_cluster.start()
+        wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
+
+    no_problems(scenario(fault))
+
+
+def test_rebalance_storm_and_a_host_killed(scenario: Scenario) -> None:
+    """Two pool instances share the group (two hosts); a third is added and removed five
+    times (SIGTERM, then kill -9 on alternate rounds); then one of the two is killed with -9."""
+
+    def fault(p: Pipeline, load: OpenLoop) -> None:
+        for round_ in range(5):
+            extra = p.start_pool(workers=1)
+            time.sleep(3)
+            if round_ % 2:
+                kill9(extra)
+            else:
+                extra.stop(30)
+        kill9(p.pools[1])
+
+    no_problems(scenario(fault, pools=2))
+
+
+def test_backlog_while_the_pool_is_down(scenario: Scenario) -> None:
+    """The pool stopped for 60 s under load, then started: it catches up the backlog."""
+
+    def fault(p: Pipeline, load: OpenLoop) -> None:
+        p.pools[0].stop(30)
+        time.sleep(60)
+        p.start_pool()
+
+    no_problems(scenario(fault))
+
+
+def test_store_disk_full(scenario: Scenario, tmp_path: Path) -> None:
+    """The SQLite file on a small filesystem of the suite's own (tmpfs, 16 MiB), filled up
+    for 20 s, then freed: writes are retried, nothing committed meanwhile, nothing lost."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], check=True, timeout=30)
+    try:
+
+        def fault(p: Pipeline, load: OpenLoop) -> None:
+            filler = small / "filler"
+            with open(filler, "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass  # ENOSPC: the filesystem is full
+            time.sleep(20)
+            filler.unlink()
+
+        no_problems(scenario(fault, extra_env={"SQLITE_PATH": str(small / "readings.db")}))
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False, timeout=30)
+
+
+def test_postgres_stopped_60s(scenario: Scenario) -> None:
+    """PostgreSQL (a server of the scenario's own) stopped 60 s under load, then restarted."""
+    run_dir = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
+    run_dir.chmod(0o755)  # the postgres user runs the server
+    env = {**os.environ, "RUN_DIR": str(run_dir), "PG_PORT": str(free_port()), "PG_DB": "chaos"}
+    script = str(ROOT / "deploy/local/postgres.sh")
+    subprocess.run([script, "start"], env=env, check=True, timeout=120)
+    try:
+        url = subprocess.run([script, "url"], env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+        def fault(p: Pipeline, load: OpenLoop) -> None:
+            subprocess.run([script, "stop"], env=env, check=True, timeout=120)
+            time.sleep(60)
+            subprocess.run([script, "start"], env=env, check=True, timeout=120)
+
+        no_problems(scenario(fault, extra_env={"SINK": "postgres", "DATABASE_URL": url}))
+    finally:
+        subprocess.run([script, "stop"], env=env, check=False, timeout=120)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_netem_on_the_peer_links_or_an_honest_no(kafka_cluster: Cluster) -> None:
+    """`tc netem` where the kernel has sch_netem; where it has not, that is reported, not faked
+    (the slow-link fault then uses `tc tbf`, which works everywhere)."""
+    try:
+        kafka_cluster.net.netem(1, "delay", "20ms")
+    except NetemUnavailable as e:
+        kafka_cluster.net.shape(1, "10mbit")
+        kafka_cluster.net.clear(1)
+        pytest.skip(str(e))
+    kafka_cluster.net.clear(1)

@@ -96,8 +96,8 @@ class Pipeline:
 
     def stored(self) -> list[int]:
         """The reading numbers in the store (value = number, harness.readings.numbered)."""
-        sql = "SELECT value FROM readings WHERE sensor_id LIKE {p} || '%'"
-        like = f"{self.run_id}-"
+        sql = "SELECT value FROM readings WHERE sensor_id LIKE {p}"
+        like = f"{self.run_id}-%"
         try:
             if self.env["SINK"] == "postgres":
                 rows = pg_rows(self.env["DATABASE_URL"], sql.format(p="%s"), (like,))
@@ -148,6 +148,7 @@ def pool_workers(pool: Process) -> list[int]:
 class Verdict:
     scenario: str
     sent: int = 0
+    load_s: float = 0.0  # first to last send: sent / load_s is the rate achieved
     ok: int = 0  # 2xx
     rejected: int = 0  # 4xx
     indeterminate: int = 0  # 503 or no answer
@@ -198,6 +199,7 @@ def check(
     healed_s: float,
     load_ended: float,
     command: str = "",
+    notes: str = "",
 ) -> Verdict:
     """Wait (bounded) for the pool to catch up, then classify every reading of the run."""
     outcomes = list(outcomes)
@@ -206,7 +208,7 @@ def check(
     other_5xx = [o for o in outcomes if o.status is not None and o.status >= 500 and o.status != 503]
     unsettled = [o for o in outcomes if o.i not in ok]
     later = [o.sent_s for o in unsettled if o.sent_s >= healed_s]
-    verdict = Verdict(scenario, command=command)
+    verdict = Verdict(scenario, command=command, notes=notes)
 
     def caught_up() -> bool:
         return ok <= set(pipeline.stored()) and pipeline.lag() == 0
@@ -225,6 +227,7 @@ def check(
     kafka = Counter(pipeline.in_kafka())
     sent = {o.i for o in outcomes}
     verdict.sent = len(outcomes)
+    verdict.load_s = max((o.sent_s for o in outcomes), default=0.0)
     verdict.ok = len(ok)
     verdict.rejected = len(rejected)
     verdict.other_5xx = len(other_5xx)

@@ -5,6 +5,7 @@ process faults: kill -9, SIGSTOP/SIGCONT, restart.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from harness.kafka import admin
+from harness.kafka import admin, forget_admin
 from harness.netns import Network, network
 from harness.poll import wait_until
 from harness.process import ROOT
@@ -133,3 +134,6 @@ def cluster(prefix: str, subnet: str, run_dir: Path) -> Iterator[Cluster]:
             yield kafka
         finally:
             kafka.stop()
+            # Before the namespaces go: a client left retrying would then reach past them.
+            forget_admin(kafka.bootstrap)
+            gc.collect()

@@ -27,6 +27,11 @@ def admin(broker: str) -> AdminClient:
     return _ADMINS[broker]
 
 
+def forget_admin(broker: str) -> None:
+    """Destroy the AdminClient of `broker` (it reconnects for ever to a broker that is gone)."""
+    _ADMINS.pop(broker, None)
+
+
 def broker_answers(broker: str, timeout: float = 5.0) -> bool:
     """The broker returns metadata within `timeout`."""
     try:

@@ -74,6 +74,9 @@ class Network:
         # The host is a client: it talks to the nodes over the client bridge.
         _ip("addr", "add", f"{self.subnet}.1/25", "dev", self.client_bridge)
         _ip("link", "set", self.client_bridge, "up")
+        # Nothing for the suite's subnet leaves the machine, even from a client that outlives
+        # the namespaces (the bridge's /25 route is more specific while it exists).
+        _ip("route", "add", "blackhole", f"{self.subnet}.0/24")
         _ip("link", "add", self.peer_bridge, "type", "bridge")
         _ip("link", "set", self.peer_bridge, "up")
         for node in range(1, self.nodes + 1):
@@ -98,12 +101,14 @@ class Network:
                 _ip("link", "del", f"{self.prefix}{side}{node}", check=False)
         for bridge in (self.client_bridge, self.peer_bridge):
             _ip("link", "del", bridge, check=False)
+        _ip("route", "del", "blackhole", f"{self.subnet}.0/24", check=False)
 
     def leftovers(self) -> list[str]:
         """Namespaces and links named after this network that still exist."""
         names = _ip("netns", "list").stdout.split()
         links = [line.split(":")[1].strip().split("@")[0] for line in _ip("-o", "link").stdout.splitlines()]
-        return [n for n in names + links if n.startswith(self.prefix)]
+        routes = _ip("route", "show", f"{self.subnet}.0/24").stdout.split("\n")
+        return [n for n in names + links if n.startswith(self.prefix)] + [r for r in routes if r.strip()]
 
     def isolate(self, node: int) -> None:
         """Cut node from its peers (replication, controller quorum); clients still reach it."""

@@ -29,7 +29,7 @@ class Outcome:
     i: int
     sent_s: float  # when it was sent, since the load started (late when the sender fell behind)
     status: int | None  # None: no HTTP answer (connection refused or reset, timeout)
-    error: str = ""
+    error: str = ""  # the transport error, or the body of a non-2xx answer
 
 
 class OpenLoop:
@@ -89,7 +89,8 @@ async def _run(api_url: str, prefix: str, rate: float, timeout: float, stop: Eve
             # NOTE: one bound for the whole request (httpx's timeout is per read/write/connect).
             request = client.post(f"{api_url}/sensor", json=numbered(i, prefix))
             response = await asyncio.wait_for(request, timeout)
-            outcomes.append(Outcome(i, sent_s, response.status_code))
+            body = response.text[:160] if response.status_code >= 300 else ""
+            outcomes.append(Outcome(i, sent_s, response.status_code, body))
         except (httpx.HTTPError, TimeoutError) as e:
             outcomes.append(Outcome(i, sent_s, None, f"{type(e).__name__}: {e}"))
         except asyncio.CancelledError:

@@ -13,7 +13,7 @@ def table(v: dict) -> str:
     lost, dupes = len(v["lost"]), len(v["duplicates"])
     in_kafka = f" ({len(v['lost_in_kafka'])} in Kafka)" if lost else ""
     rows = [
-        ("readings sent", v["sent"]),
+        ("readings sent", f"{v['sent']} in {v['load_s']:.0f} s ({v['sent'] / max(v['load_s'], 1):.0f}/s achieved)"),
         ("2xx", v["ok"]),
         ("4xx", v["rejected"]),
         ("indeterminate (503 or no answer)", v["indeterminate"]),
@@ -28,7 +28,8 @@ def table(v: dict) -> str:
         (f"all 2xx stored, lag 0, after the load ended (bound {CATCH_UP_BOUND_S:g} s)", f"{v['catch_up_s']:.1f} s"),
     ]
     body = "\n".join(f"| {k} | {val} |" for k, val in rows)
-    return f"### {v['scenario']}\n\n| | |\n|---|---|\n{body}\n\nReproduce: `{v['command']}`\n"
+    notes = f"\n{v['notes']}.\n" if v["notes"] else ""
+    return f"### {v['scenario']}\n\n| | |\n|---|---|\n{body}\n{notes}\nReproduce: `{v['command']}`\n"
 
 
 def main() -> int:

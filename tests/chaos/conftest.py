@@ -53,7 +53,7 @@ def kafka_cluster() -> Iterator[Cluster]:
     assert not kafka.net.leftovers(), f"namespaces or links left behind: {kafka.net.leftovers()}"
 
 
-Fault = Callable[[Pipeline, OpenLoop], None]
+Fault = Callable[[Pipeline, OpenLoop], str | None]  # returns notes for the report, if any
 
 
 @pytest.fixture
@@ -76,13 +76,13 @@ def scenario(kafka_cluster: Cluster, request: pytest.FixtureRequest) -> Callable
             pipeline.start_api()
             with OpenLoop(pipeline.api_url, pipeline.run_id, workdir / "outcomes.jsonl", rate) as load:
                 time.sleep(WARM_UP_S)
-                fault(pipeline, load)
+                notes = fault(pipeline, load) or ""
                 healed = load.elapsed()
                 time.sleep(TAIL_S)
                 outcomes = load.stop()
             ended = time.monotonic()
             command = f"CHAOS_ALL=1 .venv/bin/python -m pytest tests/chaos -k {request.node.name}"
-            verdict = check(name, pipeline, outcomes, healed, ended, command)
+            verdict = check(name, pipeline, outcomes, healed, ended, command, notes)
         finally:
             try:
                 kafka_cluster.wait_healthy(pipeline.topic)

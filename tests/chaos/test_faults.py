@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.chaos import Pipeline, Verdict, kill9, pool_workers
+from harness.chaos import REPORTS, Pipeline, Verdict, kill9, pool_workers
 from harness.cluster import Cluster
 from harness.netns import NetemUnavailable
 from harness.openloop import OpenLoop
@@ -24,6 +24,10 @@ from harness.process import ROOT, free_port
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 Scenario = Callable[..., Verdict]
+
+
+def pool_log(scenario: str, pool: int = 0) -> str:
+    return (REPORTS / scenario / f"pool-{pool}.log").read_text(errors="replace")
 
 
 def no_problems(verdict: Verdict) -> None:
@@ -49,8 +53,11 @@ def test_worker_paused_past_session_timeout(scenario: Scenario) -> None:
     """A pool worker SIGSTOPped 15 s (session timeout 10 s), then resumed: the zombie's
     partitions move, its late commit is refused, nothing is lost or stored twice."""
 
+    paused: list[int] = []
+
     def fault(p: Pipeline, load: OpenLoop) -> None:
         worker = pool_workers(p.pools[0])[0]
+        paused.append(worker)
         os.kill(worker, signal.SIGSTOP)
         try:
             time.sleep(15)
@@ -58,6 +65,9 @@ def test_worker_paused_past_session_timeout(scenario: Scenario) -> None:
             os.kill(worker, signal.SIGCONT)
 
     no_problems(scenario(fault))
+    # The zombie learnt on waking that its partitions had moved (and its commit was refused).
+    log = pool_log("worker_paused_past_session_timeout")
+    assert any(f" {paused[0]}] " in line and "lost partitions" in line for line in log.splitlines()), log[-3000:]
 
 
 @pytest.mark.chaos_ci
@@ -136,10 +146,15 @@ def test_rebalance_storm_and_a_host_killed(scenario: Scenario) -> None:
 def test_backlog_while_the_pool_is_down(scenario: Scenario) -> None:
     """The pool stopped for 60 s under load, then started: it catches up the backlog."""
 
-    def fault(p: Pipeline, load: OpenLoop) -> None:
+    def fault(p: Pipeline, load: OpenLoop) -> str:
         p.pools[0].stop(30)
         time.sleep(60)
+        backlog = p.lag()
+        started = time.monotonic()
         p.start_pool()
+        # Caught up: less than a second of readings behind (the load goes on meanwhile).
+        wait_until("the backlog caught up", lambda: p.lag() < 50, 120, interval=0.5)
+        return f"backlog of {backlog} readings caught up {time.monotonic() - started:.1f} s after the pool started"
 
     no_problems(scenario(fault))
 
@@ -165,6 +180,7 @@ def test_store_disk_full(scenario: Scenario, tmp_path: Path) -> None:
             filler.unlink()
 
         no_problems(scenario(fault, extra_env={"SQLITE_PATH": str(small / "readings.db")}))
+        assert "database or disk is full" in pool_log("store_disk_full"), "the fault never reached the sink"
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False, timeout=30)
 
@@ -185,6 +201,7 @@ def test_postgres_stopped_60s(scenario: Scenario) -> None:
             subprocess.run([script, "start"], env=env, check=True, timeout=120)
 
         no_problems(scenario(fault, extra_env={"SINK": "postgres", "DATABASE_URL": url}))
+        assert "PostgreSQL write failed" in pool_log("postgres_stopped_60s"), "the fault never reached the sink"
     finally:
         subprocess.run([script, "stop"], env=env, check=False, timeout=120)
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 `make chaos` runs every scenario (CHAOS_ALL=1); `make test` runs the ones marked `chaos_ci`.
 The namespaces are named CHAOS_NET_PREFIX-nN (default s13) on CHAOS_SUBNET (10.213.0); they
-are made for the session and removed afterwards, even when a scenario fails.
+are made for the scenarios and removed afterwards, even when a scenario fails.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason="full fault suite: make chaos (CHAOS_ALL=1)"))
 
 
-@pytest.fixture(scope="session")
+# NOTE: module scope: the three brokers go as soon as the scenarios are done, not at the end of
+# `make test`, whose other tests would otherwise share two cores with them.
+@pytest.fixture(scope="module")
 def kafka_cluster() -> Iterator[Cluster]:
     why = usable()
     assert why is None, f"the fault suite needs network namespaces as root: {why}"

@@ -169,13 +169,15 @@ def test_store_disk_full(scenario: Scenario, tmp_path: Path) -> None:
 
         def fault(p: Pipeline, load: OpenLoop) -> None:
             filler = small / "filler"
-            with open(filler, "wb") as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 65536)
-                        f.flush()
-                except OSError:
-                    pass  # ENOSPC: the filesystem is full
+            # NOTE: unbuffered, so ENOSPC comes from a write here and not from close().
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 65536)
+            except OSError:
+                pass  # ENOSPC: the filesystem is full
+            finally:
+                os.close(fd)
             time.sleep(20)
             filler.unlink()
 
@@ -217,3 +219,18 @@ def test_netem_on_the_peer_links_or_an_honest_no(kafka_cluster: Cluster) -> None
         kafka_cluster.net.clear(1)
         pytest.skip(str(e))
     kafka_cluster.net.clear(1)
+
+
+def test_leader_links_slowed(scenario: Scenario, kafka_cluster: Cluster) -> None:
+    """The leader's client and peer links slowed to 256 kbit/s (tc tbf) for 20 s, then freed."""
+
+    def fault(p: Pipeline, load: OpenLoop) -> None:
+        leader = kafka_cluster.leader(p.topic, 0)
+        kafka_cluster.net.shape(leader, "256kbit")
+        try:
+            time.sleep(20)
+        finally:
+            kafka_cluster.net.clear(leader)
+        wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
+
+    no_problems(scenario(fault))

@@ -32,12 +32,27 @@ def table(v: dict) -> str:
     return f"### {v['scenario']}\n\n| | |\n|---|---|\n{body}\n{notes}\nReproduce: `{v['command']}`\n"
 
 
+def summary(verdicts: list[dict]) -> str:
+    head = (
+        "| scenario | sent | 2xx | indeterminate | stored | lost | duplicates "
+        "| 503s stopped after heal | caught up after load |"
+    )
+    rows = [
+        f"| {v['scenario']} | {v['sent']} | {v['ok']} | {v['indeterminate']} | {v['stored']} | {len(v['lost'])} "
+        f"| {len(v['duplicates'])} | {v['api_recovery_s']:.1f} s | {v['catch_up_s']:.1f} s |"
+        for v in verdicts
+    ]
+    return "\n".join([head, "|---|---|---|---|---|---|---|---|---|", *rows]) + "\n"
+
+
 def main() -> int:
     files = sorted(REPORTS.glob("*.json"))
     if not files:
         print(f"no verdicts in {REPORTS}; run make chaos first", file=sys.stderr)
         return 1
-    print("\n".join(table(json.loads(f.read_text())) for f in files))
+    verdicts = [json.loads(f.read_text()) for f in files]
+    print(summary(verdicts))
+    print("\n".join(table(v) for v in verdicts))
     return 0
 
 

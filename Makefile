@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: install up down test loadtest loadtest-ci bench lint kafka-start kafka-stop clean
+.PHONY: install up down test chaos loadtest loadtest-ci bench lint kafka-start kafka-stop clean
 
 install: $(VENV_STAMP)  ## .venv with the pinned dependencies
 
@@ -22,6 +22,9 @@ down:  ## stop what `make up` started
 
 test:  ## everything CI runs: set-up, real Kafka + PostgreSQL, pytest, the Locust gate
 	@deploy/local/test.sh
+
+chaos: install  ## the whole fault suite (tests/chaos, root: network namespaces); RELIABILITY.md
+	@CHAOS_ALL=1 $(PY) -m pytest tests/chaos -v
 
 loadtest: install  ## Locust web UI against the running stack (http://127.0.0.1:8089)
 	@.venv/bin/locust -f loadtests/locustfile.py

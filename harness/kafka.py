@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, P
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.process import unique
-from pipeline.topics import READINGS_TOPIC_CONFIG
+from pipeline.topics import READINGS_TOPIC_CONFIG, REPLICATION_FACTOR
 
 _ADMINS: dict[str, AdminClient] = {}
 
@@ -25,6 +25,11 @@ def admin(broker: str) -> AdminClient:
     if broker not in _ADMINS:
         _ADMINS[broker] = AdminClient({"bootstrap.servers": broker})
     return _ADMINS[broker]
+
+
+def forget_admin(broker: str) -> None:
+    """Destroy the AdminClient of `broker` (it reconnects for ever to a broker that is gone)."""
+    _ADMINS.pop(broker, None)
 
 
 def broker_answers(broker: str, timeout: float = 5.0) -> bool:
@@ -43,9 +48,9 @@ def create_topic(
     config: Mapping[str, str] = READINGS_TOPIC_CONFIG,
     timeout: float = 30,
 ) -> str:
-    """Create `name` (replication 1) and wait for the broker to confirm it; by default as the
-    pipeline creates its readings topic (pipeline/topics.py)."""
-    topic = NewTopic(name, partitions, 1, config=dict(config))
+    """Create `name` and wait for the broker to confirm it; by default as the pipeline creates
+    its readings topic (pipeline/topics.py: the broker's default replication factor)."""
+    topic = NewTopic(name, partitions, REPLICATION_FACTOR, config=dict(config))
     for future in admin(broker).create_topics([topic]).values():
         future.result(timeout)
     return name
@@ -213,5 +218,28 @@ def committed(broker: str, group: str, topic: str, partitions: int = 6) -> dict[
     try:
         tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=15)
         return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def topic_values(broker: str, topic: str, timeout: float = 60.0) -> list[bytes]:
+    """The value of every record of `topic`, read from offset 0 to the end of every partition."""
+    ends = end_offsets(broker, topic)
+    todo = {p for p, end in ends.items() if end > 0}
+    consumer = _consumer(broker, unique("harness-values"))
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for msg in consumer.consume(2000, 0.5):
+                if msg.error() is not None or msg.offset() >= ends[msg.partition()]:
+                    continue
+                values.append(msg.value() or b"")
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    todo.discard(msg.partition())
+        if todo:
+            raise TimeoutError(f"could not read partitions {sorted(todo)} of {topic} to their end in {timeout:.0f} s")
+        return values
     finally:
         consumer.close()

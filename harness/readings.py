@@ -36,3 +36,20 @@ def reading(i: int, prefix: str = "s", sensors: int = 5, value: float | None = N
 def encoded(readings: Sequence[Mapping[str, object]]) -> list[tuple[bytes, bytes]]:
     """(key, value) records as the API writes them: keyed by sensor_id, the reading as JSON."""
     return [(str(r["sensor_id"]).encode(), msgspec.json.encode(r)) for r in readings]
+
+
+def numbered(i: int, prefix: str, sensors: int = 16) -> dict[str, object]:
+    """Reading number i of a run, distinct from every other (no (sensor, ts) key is reused, so
+    the store cannot fold two into one) and carrying i as its value, so a stored row or a Kafka
+    record says which reading it is."""
+    second = i // sensors
+    day, rest = divmod(second, 86_400)
+    return {
+        "sensor_id": f"{prefix}-{i % sensors}",
+        "timestamp": f"2025-{1 + day // 28:02d}-{1 + day % 28:02d}T"
+        f"{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}Z",
+        "type": "temperature",
+        "value": float(i),
+        "unit": "C",
+        "location": "lab",
+    }

@@ -16,9 +16,16 @@ log = logging.getLogger(__name__)
 # the API's receipt time travels in the `ingested_at_ns` header.
 READINGS_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
+# NOTE: -1 asks the broker for its own default.replication.factor (and min.insync.replicas
+# stays the broker's): 1 on the single local node, 3 (with min.insync.replicas=2) on the
+# three-node cluster (deploy/local/kafka/cluster.properties), whatever production sets.
+# A fixed number here would create an unreplicated topic on a cluster, or fail on one node.
+REPLICATION_FACTOR = -1
+
 
 def ensure_topics(kafka: KafkaSettings, timeout: float = 10.0) -> None:
-    """Create TOPIC_NAME (TOPIC_PARTITIONS), the DLQ and the alerts topic; existing ones are kept."""
+    """Create TOPIC_NAME (TOPIC_PARTITIONS), the DLQ and the alerts topic, replicated as the
+    broker defaults say; existing ones are kept."""
     admin = AdminClient(kafka.common())
     wanted = {
         kafka.topic_name: (kafka.topic_partitions, READINGS_TOPIC_CONFIG),
@@ -27,7 +34,7 @@ def ensure_topics(kafka: KafkaSettings, timeout: float = 10.0) -> None:
     }
     existing = admin.list_topics(timeout=timeout).topics
     missing = [
-        NewTopic(name, partitions, 1, config=config)
+        NewTopic(name, partitions, REPLICATION_FACTOR, config=config)
         for name, (partitions, config) in wanted.items()
         if name not in existing
     ]

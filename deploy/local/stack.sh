@@ -48,11 +48,17 @@ up() {
     echo docker > "$STARTED"
   else
     say "no Docker engine: running locally"
-    if [ -f "$RUN_DIR/kafka.pid" ] && kill -0 "$(cat "$RUN_DIR/kafka.pid")" 2>/dev/null; then
+    if deploy/local/kafka.sh status >/dev/null 2>&1; then
       say "kafka already running"
     else
       deploy/local/kafka.sh start
       echo kafka >> "$STARTED"
+    fi
+    # KAFKA_NODES=3: the API and the pool bootstrap from all three nodes.
+    if [ "${KAFKA_NODES:-1}" != 1 ] && [ -z "${KAFKA_BROKER:-}" ]; then
+      KAFKA_BROKER=$(deploy/local/kafka.sh bootstrap)
+      export KAFKA_BROKER
+      say "KAFKA_BROKER=$KAFKA_BROKER"
     fi
     start_proc api "$PY" -m service
     # The seed's consumer prints every reading ("Message received: {...}"); CONSUMER_ECHO=false to quieten.

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from harness.kafka import read_at
 from harness.poll import wait_until
 from harness.process import ROOT, free_port, unique
 from harness.readings import SEED_READING
+from pipeline.settings import KafkaSettings
+from pipeline.topics import ensure_topics
 
 pytestmark = pytest.mark.integration  # real processes (see tests/conftest.py)
 
@@ -114,3 +118,39 @@ def test_kafka_script_says_what_is_missing_without_java(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert "Java 17+ is needed" in result.stderr
+
+
+def test_three_nodes_replicate_every_topic_and_stop_stops_all_three(tmp_path: Path) -> None:
+    """KAFKA_NODES=3: three brokers+controllers; the pipeline's topics (ensure_topics) and
+    Kafka's own offsets topic get replication factor 3 and min.insync.replicas=2; a plain
+    `kafka.sh stop` (as `make down` runs it) stops all three."""
+    env = {**private_env(tmp_path), "KAFKA_NODES": "3"}
+    run_dir = Path(env["RUN_DIR"])
+    try:
+        started = run([KAFKA, "start"], env)
+        assert started.returncode == 0, started.stderr
+        bootstrap = run([KAFKA, "bootstrap"], env).stdout.strip()
+        assert len(bootstrap.split(",")) == 3
+        pids = [int((run_dir / f"kafka-{n}.pid").read_text()) for n in (1, 2, 3)]
+        kafka = KafkaSettings(kafka_broker=bootstrap, topic_name=unique("rf"))
+        ensure_topics(kafka, timeout=30)
+        # A committed offset makes Kafka create __consumer_offsets.
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("rf")})
+        consumer.commit(offsets=[TopicPartition(kafka.topic_name, 0, 0)], asynchronous=False)
+        consumer.close()
+        client = AdminClient({"bootstrap.servers": bootstrap})
+
+        def replicated(topic: str) -> bool:
+            parts = client.list_topics(topic, timeout=10).topics[topic].partitions.values()
+            return bool(parts) and all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in parts)
+
+        for topic in (kafka.topic_name, kafka.dlq_topic, kafka.alerts_topic, "__consumer_offsets"):
+            wait_until(f"{topic} on three replicas", lambda topic=topic: replicated(topic), 30)
+        resource = ConfigResource("topic", kafka.topic_name)
+        config = client.describe_configs([resource])[resource].result(30)
+        assert config["min.insync.replicas"].value == "2"
+    finally:
+        stop = run([KAFKA, "stop"], {**env, "KAFKA_NODES": "1"})
+    assert stop.returncode == 0
+    assert not any(alive(pid) for pid in pids)
+    assert not list(run_dir.glob("kafka*.pid"))

@@ -1,0 +1,116 @@
+"""Open-loop load with one distinct reading per request, every request's outcome recorded.
+
+Open loop: reading i is sent at start + i/rate whether or not earlier requests were answered,
+as sensors do; a closed loop would slow down during a fault and hide it. Each outcome is kept
+per reading, so the invariants (harness/chaos.py) are checked on this run's own readings.
+
+The sender runs in a process of its own: in a thread it shared the GIL with the suite's
+librdkafka clients, and a client being destroyed while a broker is down held it for seconds,
+so the "open" loop stalled exactly during the faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import time
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event
+from pathlib import Path
+
+import httpx
+
+from harness.readings import numbered
+
+
+@dataclass(frozen=True)
+class Outcome:
+    i: int
+    sent_s: float  # when it was sent, since the load started (late when the sender fell behind)
+    status: int | None  # None: no HTTP answer (connection refused or reset, timeout)
+    error: str = ""  # the transport error, or the body of a non-2xx answer
+
+
+class OpenLoop:
+    """POST /sensor at `rate` readings/s from a process of its own until stop()."""
+
+    def __init__(self, api_url: str, prefix: str, out: Path, rate: float = 100, timeout: float = 15) -> None:
+        self.api_url = api_url
+        self.prefix = prefix
+        self.rate = rate
+        self.timeout = timeout
+        self.out = out
+        self.started = 0.0
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(
+            target=_main, args=(api_url, prefix, rate, timeout, str(out), self._stop), name="open-loop", daemon=True
+        )
+
+    def __enter__(self) -> OpenLoop:
+        self._proc.start()
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._proc.is_alive():
+            self._stop.set()
+            self._proc.join(self.timeout + 30)
+            if self._proc.is_alive():
+                self._proc.kill()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def stop(self) -> list[Outcome]:
+        """Stop sending; wait (bounded by the request timeout) for the requests in flight."""
+        self._stop.set()
+        self._proc.join(self.timeout + 30)
+        if self._proc.is_alive():
+            self._proc.kill()
+            raise AssertionError("the open-loop sender did not finish")
+        assert self._proc.exitcode == 0, f"the open-loop sender exited with {self._proc.exitcode}"
+        rows = [json.loads(line) for line in self.out.read_text().splitlines()]
+        return sorted((Outcome(**row) for row in rows), key=lambda o: o.i)
+
+
+def _main(api_url: str, prefix: str, rate: float, timeout: float, out: str, stop: Event) -> None:
+    outcomes = asyncio.run(_run(api_url, prefix, rate, timeout, stop))
+    Path(out).write_text("".join(json.dumps(o.__dict__) + "\n" for o in outcomes))
+
+
+async def _run(api_url: str, prefix: str, rate: float, timeout: float, stop: Event) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    started = time.monotonic()
+
+    async def one(client: httpx.AsyncClient, i: int, sent_s: float) -> None:
+        try:
+            # NOTE: one bound for the whole request (httpx's timeout is per read/write/connect).
+            request = client.post(f"{api_url}/sensor", json=numbered(i, prefix))
+            response = await asyncio.wait_for(request, timeout)
+            body = response.text[:160] if response.status_code >= 300 else ""
+            outcomes.append(Outcome(i, sent_s, response.status_code, body))
+        except (httpx.HTTPError, TimeoutError) as e:
+            outcomes.append(Outcome(i, sent_s, None, f"{type(e).__name__}: {e}"))
+        except asyncio.CancelledError:
+            outcomes.append(Outcome(i, sent_s, None, "cancelled: no answer when the load stopped"))
+            raise
+
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        tasks: set[asyncio.Task[None]] = set()
+        i = 0
+        while not stop.is_set():
+            due = started + i / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            task = asyncio.create_task(one(client, i, time.monotonic() - started))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            i += 1
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout + 5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+    return outcomes

@@ -22,7 +22,7 @@ from harness.netns import usable
 from harness.openloop import OpenLoop
 from harness.process import unique
 
-pytestmark = pytest.mark.integration
+# NOTE: pytestmark in a conftest marks nothing; the test modules carry the integration mark.
 
 RATE = 50  # readings/s, open loop (2 shared cores also run 3 brokers, the API and the pool)
 WARM_UP_S = 5

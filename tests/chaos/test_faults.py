@@ -21,7 +21,7 @@ from harness.openloop import OpenLoop
 from harness.poll import wait_until
 from harness.process import ROOT, free_port
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(900)]
 
 Scenario = Callable[..., Verdict]
 

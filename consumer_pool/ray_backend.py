@@ -35,6 +35,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+# NOTE: Ray reads this at import. Its default folds lines that differ only in numbers
+# ("worker 0 booted" / "worker 1 booted") into one; each worker's lines must reach the log.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
@@ -66,6 +70,7 @@ class ActorSlot:
     index: int
     actor: Any
     running: Any = None  # ObjectRef of run(), None while waiting to restart
+    probe: Any = None  # ObjectRef of a snapshot() asked of a restarting actor: is it up?
     pid: int = 0  # the actor's process, from its last snapshot
     started: float = 0.0
     failures: int = 0
@@ -144,8 +149,9 @@ class RayPool:
 
     def run(self) -> int:
         """Supervise until a signal or a boot failure; returns the process exit code."""
-        self.install_signals()
         self.start_ray()
+        # NOTE: after ray.init, which installs its own SIGTERM handler in the driver.
+        self.install_signals()
         try:
             self.slots = [ActorSlot(i, self.create_actor(i)) for i in range(self.settings.pool.consumer_workers)]
             for slot in self.slots:
@@ -221,13 +227,24 @@ class RayPool:
         return boot_failed
 
     def manage_workers(self) -> None:
-        """Let restarted actors rejoin once their backoff has elapsed (Ray queues the call
-        until the actor's new process is up)."""
+        """Let restarted actors rejoin once their backoff has elapsed and their new process
+        answers (a call made while Ray is still restarting it fails; that is no new death)."""
         now = time.monotonic()
         for slot in self.slots:
-            if slot.running is None and now >= slot.restart_at:
-                metrics.RESTARTS.inc()
-                self.start_worker(slot)
+            if slot.running is not None or now < slot.restart_at:
+                continue
+            if slot.probe is None:
+                slot.probe = slot.actor.snapshot.remote()
+                continue
+            if not ray.wait([slot.probe], timeout=0)[0]:
+                continue
+            probe, slot.probe = slot.probe, None
+            try:
+                ray.get(probe)
+            except RayActorError:
+                continue  # still restarting: ask again on the next loop
+            metrics.RESTARTS.inc()
+            self.start_worker(slot)
 
     def update_alive(self) -> None:
         metrics.WORKERS_ALIVE.set(sum(1 for s in self.slots if s.running is not None))

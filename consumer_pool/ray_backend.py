@@ -60,7 +60,7 @@ log = logging.getLogger("consumer_pool.supervisor")
 
 MAX_RESTARTS = -1  # Ray restarts a dead actor's process without limit; the driver paces it
 METRICS_INTERVAL_S = 1.0
-SNAPSHOT_TIMEOUT_S = 5.0
+SNAPSHOT_TIMEOUT_S = 5.0  # a drained actor's last snapshot
 
 
 @dataclass
@@ -71,6 +71,8 @@ class ActorSlot:
     actor: Any
     running: Any = None  # ObjectRef of run(), None while waiting to restart
     probe: Any = None  # ObjectRef of a snapshot() asked of a restarting actor: is it up?
+    pending: Any = None  # ObjectRef of the metrics snapshot() in flight
+    seen: float = 0.0  # when the actor last answered a snapshot()
     pid: int = 0  # the actor's process, from its last snapshot
     started: float = 0.0
     failures: int = 0
@@ -149,7 +151,12 @@ class RayPool:
 
     def run(self) -> int:
         """Supervise until a signal or a boot failure; returns the process exit code."""
-        self.start_ray()
+        try:
+            self.start_ray()
+        except (ConnectionError, RuntimeError, ValueError) as e:  # what ray.init raises for a bad address
+            log.error("cannot start or reach Ray (RAY_ADDRESS=%r): %s", self.settings.pool.ray_address, e)
+            ray.shutdown()
+            return WORKER_BOOT_ERROR
         # NOTE: after ray.init, which installs its own SIGTERM handler in the driver.
         self.install_signals()
         try:
@@ -190,7 +197,7 @@ class RayPool:
 
     def start_worker(self, slot: ActorSlot) -> None:
         slot.running = slot.actor.run.remote()
-        slot.started = time.monotonic()
+        slot.started = slot.seen = time.monotonic()
         log.info("booting worker %d (actor %s)", slot.index, slot.actor._actor_id.hex())
         self.update_alive()
 
@@ -205,7 +212,7 @@ class RayPool:
             except RayActorError as e:
                 code = -1
                 log.error("worker %d (pid %d) died: %s", slot.index, slot.pid, str(e).splitlines()[0])
-            slot.running = None
+            slot.running = slot.pending = None
             self.mark_dead(slot)
             if code == WORKER_BOOT_ERROR:
                 log.error("worker %d failed to boot", slot.index)
@@ -251,30 +258,37 @@ class RayPool:
 
     # --- metrics ---------------------------------------------------------------------
 
-    def pull_metrics(self, force: bool = False) -> None:
-        """About once a second: every running actor's metric files into the pool's folder;
-        an actor whose heartbeat stopped is killed (Ray restarts it)."""
+    def pull_metrics(self) -> None:
+        """About once a second: every running actor's metric files into the pool's folder.
+        An actor whose loop stopped beating, or that stopped answering at all (stuck holding
+        the GIL), for WORKER_TIMEOUT_S is killed, and so restarted by Ray."""
         now = time.monotonic()
-        if not force and now < self._metrics_due:
+        if now < self._metrics_due:
             return
         self._metrics_due = now + METRICS_INTERVAL_S
         live = [s for s in self.slots if s.running is not None]
-        refs = [s.actor.snapshot.remote() for s in live]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=SNAPSHOT_TIMEOUT_S)
-        done = set(ready)
-        for slot, ref in zip(live, refs, strict=True):
-            if ref not in done:
-                continue
-            try:
-                snapshot = ray.get(ref)
-            except RayError:
-                continue  # died meanwhile: reaped on the next loop
-            self.store_snapshot(slot, snapshot)
-            beat_age = snapshot[1]
-            if beat_age > WORKER_TIMEOUT_S:
+        for slot in live:
+            if slot.pending is None:  # NOTE: one call in flight per actor, so none pile up on a stuck one
+                slot.pending = slot.actor.snapshot.remote()
+        pending = [s.pending for s in live]
+        ready = set(ray.wait(pending, num_returns=len(pending), timeout=METRICS_INTERVAL_S)[0]) if pending else set()
+        for slot in live:
+            if slot.pending in ready:
+                ref, slot.pending = slot.pending, None
+                try:
+                    snapshot = ray.get(ref)
+                except RayError:
+                    continue  # died meanwhile: reaped on the next loop
+                slot.seen = time.monotonic()
+                self.store_snapshot(slot, snapshot)
+                stuck = snapshot[1]
+            else:
+                stuck = time.monotonic() - slot.seen
+            if stuck > WORKER_TIMEOUT_S:
                 log.error(
-                    "worker %d (pid %d) is stuck (no heartbeat for %.0fs); killing it", slot.index, slot.pid, beat_age
+                    "worker %d (pid %d) is stuck (no heartbeat for %.0fs); killing it", slot.index, slot.pid, stuck
                 )
+                slot.seen = time.monotonic()  # NOTE: once; Ray's restart ends its run() call
                 ray.kill(slot.actor, no_restart=False)
 
     def store_snapshot(self, slot: ActorSlot, snapshot: Snapshot) -> None:

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 import uuid
@@ -95,6 +96,7 @@ class RayPool:
 
     def start_ray(self) -> None:
         address = self.settings.pool.ray_address or "local"
+        _check_reachable(address)
         options: dict[str, Any] = {"include_dashboard": False, "configure_logging": False, "log_to_driver": True}
         if address == "local":
             self.local_temp_dir = tempfile.mkdtemp(prefix="ray-pool-")
@@ -358,6 +360,18 @@ class RayPool:
             self.store_snapshot(slot, ray.get(slot.actor.close.remote(), timeout=SNAPSHOT_TIMEOUT_S))
         except (RayError, GetTimeoutError) as e:
             log.warning("worker %d: last metrics not fetched: %s", slot.index, e)
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """A `host:port` address must accept a connection: ray.init retries an unreachable GCS
+    without end, where the pool must stop (exit 3). `local`, `auto` and `ray://` pass."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"nothing answers at {address}: {e}") from e
 
 
 @contextmanager

@@ -155,3 +155,10 @@ def test_ray_actor_that_cannot_boot_stops_the_pool(start_pool: PoolFactory, no_r
     assert "failed to boot" in log
     assert log.count("booting worker") == 2  # no restart loop
     wait_until("no Ray process left", lambda: not ray_processes(no_ray_left[0]), 30)
+
+
+def test_unreachable_ray_address_stops_the_pool(start_pool: PoolFactory) -> None:
+    pool = start_pool(wait=False, CONSUMER_BACKEND="ray", RAY_ADDRESS=f"127.0.0.1:{free_port()}")
+    assert pool.popen.wait(60) == WORKER_BOOT_ERROR, pool.log_tail(3000)
+    assert "cannot start or reach Ray" in pool.log()
+    assert "booting worker" not in pool.log()

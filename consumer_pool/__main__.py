@@ -9,6 +9,7 @@ the API's, cleared at start.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -38,6 +39,8 @@ def configure(argv: list[str] | None) -> Settings:
     logs.configure("supervisor", settings.log_level)
     if settings.pool.sink == "postgres" and not settings.pool.database_url:
         raise ConfigError("SINK=postgres needs DATABASE_URL")
+    if settings.pool.consumer_backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("CONSUMER_BACKEND=ray needs Ray: pip install -r requirements-ray.txt (make install-ray)")
     from consumer_pool.alerts import parse_rules
 
     parse_rules(settings.pool.alert_rules)

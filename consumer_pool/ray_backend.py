@@ -62,6 +62,8 @@ log = logging.getLogger("consumer_pool.supervisor")
 MAX_RESTARTS = -1  # Ray restarts a dead actor's process without limit; the driver paces it
 METRICS_INTERVAL_S = 1.0
 SNAPSHOT_TIMEOUT_S = 5.0  # a drained actor's last snapshot
+# The actors pass only settings and metric files; Ray's default is 30 % of the machine's memory.
+LOCAL_OBJECT_STORE_BYTES = 100 * 2**20
 
 
 @dataclass
@@ -102,6 +104,7 @@ class RayPool:
             self.local_temp_dir = tempfile.mkdtemp(prefix="ray-pool-")
             options.update(
                 num_cpus=max(os.cpu_count() or 1, self.settings.pool.consumer_workers),
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                 _temp_dir=self.local_temp_dir,
                 _node_ip_address="127.0.0.1",
             )
@@ -296,7 +299,10 @@ class RayPool:
     def store_snapshot(self, slot: ActorSlot, snapshot: Snapshot) -> None:
         """Write an actor's files as `<kind>_r<slot>p<pid>.db` (atomically: a scrape may read
         them meanwhile). Files of earlier incarnations stay: their counts are the pool's."""
-        slot.pid, _, files = snapshot
+        pid, _, files = snapshot
+        if pid != slot.pid:
+            log.info("worker %d runs in pid %d", slot.index, pid)
+            slot.pid = pid
         live_now = set()
         for name, data in files.items():
             kind, _, pid = name[: -len(".db")].rpartition("_")
@@ -344,8 +350,8 @@ class RayPool:
                 except RayActorError as e:
                     code = -1
                     log.error("worker %d (pid %d) died while draining: %s", slot.index, slot.pid, e)
-                if code == EXIT_OK:
-                    log.info("worker %d (pid %d) stopped", slot.index, slot.pid)
+                if code == EXIT_OK:  # NOTE: run() returns after the worker committed and closed its consumer
+                    log.info("worker %d (pid %d) stopped: committed and left the group", slot.index, slot.pid)
                     self.close_actor(slot)
                 else:
                     clean = False

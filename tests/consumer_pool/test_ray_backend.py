@@ -32,8 +32,8 @@ RAY = {"CONSUMER_BACKEND": "ray", "RAY_ADDRESS": ""}
 
 
 def actor_pids(log: str) -> dict[int, int]:
-    """slot -> pid of the latest actor process that booted in that slot (its own log line)."""
-    return {int(slot): int(pid) for slot, pid in re.findall(r"worker (\d+) booted \(sink \w+, pid (\d+)\)", log)}
+    """slot -> pid of the latest actor process in that slot (from the driver's log line)."""
+    return {int(slot): int(pid) for slot, pid in re.findall(r"worker (\d+) runs in pid (\d+)", log)}
 
 
 def ray_processes(temp_dir: str) -> list[int]:
@@ -140,7 +140,8 @@ def test_ray_actor_killed_mid_stream_comes_back_and_every_reading_is_stored_once
 
     pool.signal(signal.SIGTERM)  # the driver only; it drains its actors
     assert pool.popen.wait(90) == 0, pool.log_tail(3000)
-    assert pool.log().count("left the group") >= 2
+    # NOTE: the driver's lines; the actors' own last lines may not be forwarded before Ray stops
+    assert pool.log().count("stopped: committed and left the group") == 2
     wait_until("the group to be empty", lambda: str(group_state(kafka_broker, group)).endswith("EMPTY"), 15)
     wait_until("no Ray process left", lambda: not ray_processes(no_ray_left[0]), 30)
 

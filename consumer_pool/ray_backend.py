@@ -80,6 +80,7 @@ class ActorSlot:
     started: float = 0.0
     failures: int = 0
     restart_at: float = 0.0
+    closed: bool = False  # its last metrics fetched and its folder removed (after a drain)
 
 
 class RayPool:
@@ -120,11 +121,18 @@ class RayPool:
         )
 
     def stop_ray(self) -> None:
+        """Kill the actors (a drained one has removed its metrics folder; the others are asked
+        to, best effort), stop or leave Ray, remove what a local Ray left on this machine."""
+        unclosed = [s.actor.close.remote() for s in self.slots if not s.closed]
+        if unclosed:
+            ray.wait(unclosed, num_returns=len(unclosed), timeout=SNAPSHOT_TIMEOUT_S)
         for slot in self.slots:
             ray.kill(slot.actor, no_restart=True)
         ray.shutdown()
         if self.local_temp_dir:
             shutil.rmtree(self.local_temp_dir, ignore_errors=True)
+            for slot in self.slots:
+                shutil.rmtree(self.actor_folder(slot.index), ignore_errors=True)
 
     def actor_folder(self, index: int) -> str:
         """The actor's own multiprocess folder, on its node (the driver's temp dir path)."""
@@ -364,6 +372,7 @@ class RayPool:
         """Fetch a drained actor's last counts, then let it remove its node-local folder."""
         try:
             self.store_snapshot(slot, ray.get(slot.actor.close.remote(), timeout=SNAPSHOT_TIMEOUT_S))
+            slot.closed = True
         except (RayError, GetTimeoutError) as e:
             log.warning("worker %d: last metrics not fetched: %s", slot.index, e)
 

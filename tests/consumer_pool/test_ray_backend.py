@@ -144,6 +144,7 @@ def test_ray_actor_killed_mid_stream_comes_back_and_every_reading_is_stored_once
     assert pool.log().count("stopped: committed and left the group") == 2
     wait_until("the group to be empty", lambda: str(group_state(kafka_broker, group)).endswith("EMPTY"), 15)
     wait_until("no Ray process left", lambda: not ray_processes(no_ray_left[0]), 30)
+    assert not os.path.exists(no_ray_left[0])
 
 
 def test_ray_actor_that_cannot_boot_stops_the_pool(start_pool: PoolFactory, no_ray_left: list[str]) -> None:

@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
+RAY_STAMP := .venv/.installed-ray
 
 .PHONY: install up down test chaos loadtest loadtest-ci bench lint kafka-start kafka-stop clean
 
@@ -12,6 +13,14 @@ $(VENV_STAMP): requirements.txt
 	@[ -x $(PY) ] || python3 -m venv .venv
 	@echo "[install] pip install -r requirements.txt into .venv"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+.PHONY: install-ray bench-ray
+install-ray: $(RAY_STAMP)  ## the optional Ray extra (CONSUMER_BACKEND=ray): requirements-ray.txt into .venv
+
+$(RAY_STAMP): requirements-ray.txt $(VENV_STAMP)
+	@echo "[install] pip install -r requirements-ray.txt into .venv"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-ray.txt
 	@touch $@
 
 up: install  ## the whole stack: Docker Compose if an engine answers, else local processes
@@ -32,8 +41,11 @@ loadtest: install  ## Locust web UI against the running stack (http://127.0.0.1:
 loadtest-ci: install  ## headless acceptance gate (starts the local stack if needed)
 	@$(PY) -m loadtests.gate
 
-bench: install  ## throughput and latency figures for BENCHMARKS.md
+bench: install install-ray  ## throughput and latency figures for BENCHMARKS.md
 	@deploy/local/bench.sh
+
+bench-ray: install install-ray  ## only the Ray backend against multiprocessing (bench/ray_pool.py)
+	@deploy/local/bench.sh ray_pool
 
 lint: install
 	@.venv/bin/ruff check .

@@ -1,4 +1,4 @@
-"""`python -m consumer_pool [--workers N] [--sink console|sqlite|postgres] [--echo]`.
+"""`python -m consumer_pool [--workers N] [--sink console|sqlite|postgres] [--echo] [--backend multiprocessing|ray]`.
 
 Defaults come from the environment (pipeline.settings.PoolSettings); the flags are derived
 from the same fields. The pool keeps its own prometheus multiprocess folder
@@ -9,6 +9,7 @@ the API's, cleared at start.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -38,6 +39,8 @@ def configure(argv: list[str] | None) -> Settings:
     logs.configure("supervisor", settings.log_level)
     if settings.pool.sink == "postgres" and not settings.pool.database_url:
         raise ConfigError("SINK=postgres needs DATABASE_URL")
+    if settings.pool.consumer_backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("CONSUMER_BACKEND=ray needs Ray: pip install -r requirements-ray.txt (make install-ray)")
     from consumer_pool.alerts import parse_rules
 
     parse_rules(settings.pool.alert_rules)
@@ -75,13 +78,19 @@ def main(argv: list[str] | None = None) -> int:
         return WORKER_BOOT_ERROR
     print(f"Listening to topic: {settings.kafka.topic_name}", flush=True)
     log.info(
-        "pool: %d workers, sink %s, group %s, metrics on :%d",
+        "pool: %d workers (%s), sink %s, group %s, metrics on :%d",
         settings.pool.consumer_workers,
+        settings.pool.consumer_backend,
         settings.pool.sink,
         settings.pool.consumer_group,
         settings.pool.consumer_metrics_port,
     )
-    code = Supervisor(settings).run()
+    if settings.pool.consumer_backend == "ray":
+        from consumer_pool.ray_backend import RayPool  # NOTE: Ray is an optional extra (requirements-ray.txt)
+
+        code = RayPool(settings, folder).run()
+    else:
+        code = Supervisor(settings).run()
     log.info("pool stopped (exit %d)", code)
     return code
 

@@ -374,6 +374,14 @@ class Worker:
             log.debug("lag not updated: %s", e)
 
 
+def boot(settings: Settings, slot: int, beat: Callable[[], None]) -> Worker:
+    """The sink set up and the Kafka clients created (shared by a worker process and a Ray
+    actor); raises BootError, KafkaException or ValueError when the worker cannot start."""
+    sink = make_sink(settings.pool)
+    sink.setup()
+    return Worker(settings, slot, sink, beat)
+
+
 def main(settings: Settings, slot: int, heartbeat: object) -> None:
     """Entry point of a spawned worker process (multiprocessing 'spawn')."""
     logs.configure(f"worker-{slot}", settings.log_level)
@@ -384,9 +392,7 @@ def main(settings: Settings, slot: int, heartbeat: object) -> None:
         heartbeat.value = time.monotonic()  # type: ignore[attr-defined]
 
     try:
-        sink = make_sink(settings.pool)
-        sink.setup()
-        worker = Worker(settings, slot, sink, beat)
+        worker = boot(settings, slot, beat)
     except (BootError, KafkaException, ValueError) as e:
         log.error("worker %d failed to boot: %s", slot, e)
         sys.exit(WORKER_BOOT_ERROR)
@@ -397,7 +403,7 @@ def main(settings: Settings, slot: int, heartbeat: object) -> None:
         # Signals were blocked by the supervisor while spawning; handle them from here on.
         signal.signal(signal.SIGTERM, worker.stop if worker else signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
-    log.info("worker %d booted (sink %s)", slot, sink.name)
+    log.info("worker %d booted (sink %s)", slot, worker.sink.name)
     try:
         worker.run()
     except Exception:  # process boundary: log it as one record, the supervisor restarts us

@@ -23,12 +23,13 @@ from dotenv import load_dotenv
 
 AckMode = Literal["delivered", "enqueued"]
 SinkName = Literal["console", "sqlite", "postgres"]
+Backend = Literal["multiprocessing", "ray"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 
-_LITERALS = (AckMode, SinkName, LogLevel)
+_LITERALS = (AckMode, SinkName, LogLevel, Backend)
 
 RDKAFKA_PREFIX = "RDKAFKA_"
 
@@ -111,6 +112,12 @@ class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):
     alert_rules: str = ""
     retention_raw_days: NonNegativeFloat = 0.0
     retention_agg_days: NonNegativeFloat = 0.0
+    # Where the workers run: processes of this supervisor, or actors on a Ray cluster
+    # (consumer_pool/ray_backend.py); RAY_ADDRESS empty: a local Ray started for the run.
+    consumer_backend: Annotated[
+        Backend, msgspec.Meta(description="where the workers run", extra={"cli": "--backend"})
+    ] = "multiprocessing"
+    ray_address: str = ""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -247,6 +254,7 @@ def apply_flags(settings: Settings, args: argparse.Namespace, section: str = "po
 __all__ = [
     "AckMode",
     "ApiSettings",
+    "Backend",
     "ConfigError",
     "KafkaSettings",
     "PoolSettings",

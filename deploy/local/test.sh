@@ -26,7 +26,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "installing Python dependencies"
-make -s install || exit 1
+make -s install install-ray || exit 1
 
 say "lint (ruff)"
 make -s lint || exit 1

@@ -59,6 +59,7 @@ def test_rdkafka_variables_become_librdkafka_settings() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG"),
         ({"CONSUMER_ECHO": "maybe"}, "CONSUMER_ECHO must be true or false"),
         ({"CONSUMER_BATCH_WAIT_MS": "-1"}, "CONSUMER_BATCH_WAIT_MS must be >= 0"),
+        ({"CONSUMER_BACKEND": "dask"}, "CONSUMER_BACKEND must be one of multiprocessing, ray; got 'dask'"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], words: str) -> None:
@@ -86,3 +87,11 @@ def test_flags_override_the_environment_and_are_validated_alike() -> None:
     assert apply_flags(base, parser().parse_args([])) == base
     with pytest.raises(ConfigError, match="CONSUMER_WORKERS must be >= 1"):
         apply_flags(base, parser().parse_args(["--workers", "0"]))
+
+
+def test_the_backend_comes_from_the_environment_or_the_flag() -> None:
+    base = Settings.from_env({"CONSUMER_BACKEND": "ray", "RAY_ADDRESS": "head:6379"}, dotenv=False)
+    assert (base.pool.consumer_backend, base.pool.ray_address) == ("ray", "head:6379")
+    assert "{multiprocessing,ray}" in parser().format_help()
+    got = apply_flags(base, parser().parse_args(["--backend", "multiprocessing"]))
+    assert got.pool.consumer_backend == "multiprocessing"

@@ -47,14 +47,11 @@ from consumer_pool import metrics
 from consumer_pool.errors import EXIT_OK, WORKER_BOOT_ERROR
 from consumer_pool.ray_actor import MAX_CONCURRENCY, Snapshot, WorkerActor
 from consumer_pool.supervisor import (
-    BACKOFF_BASE_S,
-    BACKOFF_CAP_S,
     GRACEFUL_TIMEOUT_S,
     SIGNALS,
-    STABLE_AFTER_S,
     WORKER_TIMEOUT_S,
+    schedule_restart,
 )
-from pipeline.backoff import backoff
 from pipeline.settings import Settings
 
 log = logging.getLogger("consumer_pool.supervisor")
@@ -233,16 +230,7 @@ class RayPool:
                 continue
             if code == EXIT_OK:
                 log.warning("worker %d (pid %d) stopped unexpectedly", slot.index, slot.pid)
-            lived = time.monotonic() - slot.started
-            slot.failures = 1 if lived >= STABLE_AFTER_S else slot.failures + 1
-            delay = backoff(slot.failures, BACKOFF_BASE_S, BACKOFF_CAP_S)
-            slot.restart_at = time.monotonic() + delay
-            log.info(
-                "restarting worker %d in %.2fs (consecutive failures: %d)",
-                slot.index,
-                delay,
-                slot.failures,
-            )
+            schedule_restart(slot)
         self.update_alive()
         return boot_failed
 

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from consumer_pool import metrics, worker
 from consumer_pool.errors import EXIT_OK, WORKER_BOOT_ERROR
@@ -45,6 +45,23 @@ class Slot:
     failures: int = 0
     restart_at: float = 0.0
     exits: list[int] = field(default_factory=list)
+
+
+class Restartable(Protocol):
+    index: int
+    started: float
+    failures: int
+    restart_at: float
+
+
+def schedule_restart(slot: Restartable) -> None:
+    """When a worker that exited comes back: after a jittered backoff that grows with its
+    consecutive failures (a worker that ran STABLE_AFTER_S starts over). Used by both backends."""
+    lived = time.monotonic() - slot.started
+    slot.failures = 1 if lived >= STABLE_AFTER_S else slot.failures + 1
+    delay = backoff(slot.failures, BACKOFF_BASE_S, BACKOFF_CAP_S)
+    slot.restart_at = time.monotonic() + delay
+    log.info("restarting worker %d in %.2fs (consecutive failures: %d)", slot.index, delay, slot.failures)
 
 
 class Supervisor:
@@ -149,16 +166,7 @@ class Supervisor:
             if code == WORKER_BOOT_ERROR:
                 self.boot_failed = True
                 continue
-            lived = time.monotonic() - slot.started
-            slot.failures = 1 if lived >= STABLE_AFTER_S else slot.failures + 1
-            delay = backoff(slot.failures, BACKOFF_BASE_S, BACKOFF_CAP_S)
-            slot.restart_at = time.monotonic() + delay
-            log.info(
-                "restarting worker %d in %.2fs (consecutive failures: %d)",
-                slot.index,
-                delay,
-                slot.failures,
-            )
+            schedule_restart(slot)
         self.update_alive()
 
     @staticmethod

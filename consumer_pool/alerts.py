@@ -169,7 +169,7 @@ def advance(
             state = out.states.get(key) or states.get(key)
             if state is not None and ts <= state.last_ts:
                 continue
-            breaks = _OPS[rule.op](reading.value, rule.threshold)
+            breaks = rule.matches(reading)
             open_id = state.active_id if state else None
             row = (out.rows.get(open_id) or active.get(open_id)) if open_id else None
             if row is not None and breaks:

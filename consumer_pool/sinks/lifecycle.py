@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from consumer_pool.alerts import AlertEvent, AlertRow, Key, KeyState, Rule, advance, keys
+from consumer_pool.alerts import AlertEvent, AlertRow, Key, KeyState, Rule, advance, keys, relevant
 from pipeline.record import Record
 
 SCHEMA = """
@@ -85,7 +85,7 @@ class Lifecycle:
 
     def candidates(self, batch: Iterable[Record]) -> list[Record]:
         """The records some rule is about."""
-        return [r for r in batch if r.reading.type in self.types]
+        return relevant(self.rules, batch)
 
     def run(self, cur: Any, new: list[Record]) -> list[AlertEvent]:
         """Advance the lifecycle with the transaction's new readings and write what changed.

@@ -30,7 +30,7 @@ from confluent_kafka import Producer
 
 from bench.common import machine, now, write_section
 from harness.db import pg_rows, sqlite_rows, throwaway_database
-from harness.kafka import create_topic, delete_topics
+from harness.isolation import Isolation
 from harness.poll import wait_until
 from harness.process import PYTHON, ROOT, Process, spawn
 from harness.prometheus import diff, histogram, metric, scrape
@@ -178,37 +178,34 @@ def main(argv: list[str] | None = None) -> int:
     broker = os.environ.get("BENCH_KAFKA_BROKER", "127.0.0.1:9092")
     base_url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/sensors")
     run = uuid.uuid4().hex[:8]
-    topic, steady_topic = f"bench-pool-{run}", f"bench-pool-steady-{run}"
     work = Path(tempfile.mkdtemp(prefix="bench-pool-"))
+    db = str(work / "readings.db")
+    iso = Isolation.fresh(broker, "bench-pool", run, sqlite_path=db)
+    steady_iso = Isolation.fresh(broker, "bench-pool-steady", run, group=f"bench-steady-{run}")
+    topic, steady_topic = iso.topic, steady_iso.topic
     logs = ROOT / ".run" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {
-        "KAFKA_BROKER": broker,
-        "TOPIC_NAME": topic,
-        "DLQ_TOPIC": f"{topic}.dlq",
-        "ALERTS_TOPIC": f"{topic}.alerts",
+        **iso.env(),
         "CONSUMER_WORKERS": str(args.workers),
-        "CONSUMER_METRICS_PORT": str(19000 + os.getpid() % 1000),
         "CONSUMER_METRICS_DIR": str(work / "metrics"),
         "CONSUMER_ECHO": "false",
         "ALERT_RULES": "",
         "LOG_LEVEL": "WARNING",
     }
-    create_topic(broker, topic)
-    create_topic(broker, steady_topic)
+    iso.create()
+    steady_iso.create()
     try:
         print(f"[bench] pre-filling {topic} with {args.records:,} readings", flush=True)
         fill = prefill(broker, topic, args.records)
         print(f"[bench] pre-filled in {fill:.1f}s", flush=True)
-
-        db = str(work / "readings.db")
 
         def sqlite_span() -> tuple[int, int]:
             return sqlite_rows(db, SPAN)[0]
 
         lite = drain(
             "sqlite",
-            {**env, "SQLITE_PATH": db, "CONSUMER_GROUP": f"bench-sqlite-{run}"},
+            {**env, **iso.with_group(f"bench-sqlite-{run}").env()},
             args.records,
             sqlite_span,
             logs / "bench-pool-sqlite.log",
@@ -222,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
             pg = drain(
                 "postgres",
-                {**env, "DATABASE_URL": url, "CONSUMER_GROUP": f"bench-pg-{run}"},
+                {**env, **iso.with_group(f"bench-pg-{run}").env(), "DATABASE_URL": url},
                 args.records,
                 pg_span,
                 logs / "bench-pool-postgres.log",
@@ -230,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] postgres: {pg.rate:,.0f} readings/s ({pg.seconds:.1f}s; wall {pg.wall:.1f}s)", flush=True)
 
         with throwaway_database(base_url, "bench_pool") as url:
-            steady_env = {**env, "CONSUMER_GROUP": f"bench-steady-{run}", "DLQ_TOPIC": f"{steady_topic}.dlq"}
+            steady_env = {**env, **steady_iso.env()}
             lat = steady(
                 broker, steady_topic, steady_env, 1000, args.steady_seconds, url, logs / "bench-pool-steady.log"
             )
@@ -240,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     finally:
-        delete_topics(broker, topic, steady_topic, f"{topic}.dlq", f"{topic}.alerts", f"{steady_topic}.dlq")
+        iso.delete()
+        steady_iso.delete()
         shutil.rmtree(work, ignore_errors=True)
 
     if not args.no_write:

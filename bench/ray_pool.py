@@ -22,12 +22,13 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from bench.common import machine, now, write_section
 from bench.pool import SPAN, Throughput, prefill, stored
 from harness.db import pg_rows, throwaway_database
-from harness.kafka import create_topic, delete_topics
+from harness.isolation import Isolation
 from harness.poll import wait_until
 from harness.process import PYTHON, ROOT, free_port, spawn
 
@@ -61,15 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     broker = os.environ.get("BENCH_KAFKA_BROKER", "127.0.0.1:9092")
     base_url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:55432/sensors")
     run = uuid.uuid4().hex[:8]
-    topic = f"bench-ray-{run}"
+    iso = Isolation.fresh(broker, "bench-ray", run)
+    topic = iso.topic
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     logs = ROOT / ".run" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {
-        "KAFKA_BROKER": broker,
-        "TOPIC_NAME": topic,
-        "DLQ_TOPIC": f"{topic}.dlq",
-        "ALERTS_TOPIC": f"{topic}.alerts",
         "CONSUMER_WORKERS": "2",
         "SINK": "postgres",
         "CONSUMER_ECHO": "false",
@@ -78,18 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         "LOG_LEVEL": "WARNING",
     }
     results: dict[str, list[Throughput]] = {b: [] for b in BACKENDS}
-    create_topic(broker, topic)
+    iso.create()
     try:
         print(f"[bench] pre-filling {topic} with {args.records:,} readings", flush=True)
         fill = prefill(broker, topic, args.records)
         print(f"[bench] pre-filled in {fill:.1f}s", flush=True)
         for round_ in range(args.rounds):
             for backend in BACKENDS:
-                port = free_port()
+                # NOTE: a new group (so the whole backlog again) and a new metrics port each run
+                run_iso = replace(iso.with_group(f"bench-{backend}-{run}-{round_}"), metrics_port=free_port())
                 run_env = {
                     **env,
-                    "CONSUMER_GROUP": f"bench-{backend}-{run}-{round_}",
-                    "CONSUMER_METRICS_PORT": str(port),
+                    **run_iso.env(),
                     "CONSUMER_METRICS_DIR": str(work / f"metrics-{backend}-{round_}"),
                 }
                 with throwaway_database(base_url, "bench_ray") as url:
@@ -101,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     finally:
-        delete_topics(broker, topic, f"{topic}.dlq", f"{topic}.alerts")
+        iso.delete()
         shutil.rmtree(work, ignore_errors=True)
 
     mp, ray = (statistics.median(r.rate for r in results[b]) for b in BACKENDS)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from bench import fastapi_baseline
 from bench.common import WrkResult, cpu_seconds, group_pids, machine, now, single_reading_lua, write_section, wrk
 from harness import slow_clients
-from harness.kafka import create_topic, delete_topics
+from harness.isolation import Isolation
 from harness.poll import wait_http
 from harness.process import PYTHON, ROOT, Process, spawn
 
@@ -98,9 +97,8 @@ def main() -> None:
     args = parser.parse_args()
 
     broker = os.environ.get("BENCH_KAFKA_BROKER", "127.0.0.1:9092")
-    topic = f"bench-service-{uuid.uuid4().hex[:8]}"
-    create_topic(broker, topic, 6)
-    env = {"KAFKA_BROKER": broker, "TOPIC_NAME": topic, "DLQ_TOPIC": f"{topic}.dlq", "ALERTS_TOPIC": f"{topic}.alerts"}
+    iso = Isolation.fresh(broker, "bench-service").create()
+    env = iso.env()  # serve() sets each server's own port
     env.update(item.split("=", 1) for item in args.api_env)
     workers = int(env.get("API_WORKERS", "2"))
     batch_lua = BATCH_LUA % {"size": args.batch_size}
@@ -159,7 +157,7 @@ def main() -> None:
                 slow[key] = slow_clients.run(base, slow=args.slow, duration_s=args.slow_seconds)
                 print(slow[key].summary(), flush=True)
     finally:
-        delete_topics(broker, topic, f"{topic}.dlq", f"{topic}.alerts")
+        iso.delete()
 
     api, fastapi, bare = measured["api"], measured["fastapi"], measured["bare"]
     flags = (

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from confluent_kafka import KafkaException
 
     from consumer_pool import metrics
-    from consumer_pool.supervisor import Supervisor
+    from consumer_pool.process_backend import ProcessLauncher
+    from consumer_pool.supervisor import Launcher, Supervisor
     from pipeline.topics import ensure_topics
 
     log = logging.getLogger("consumer_pool")
@@ -85,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         settings.pool.consumer_group,
         settings.pool.consumer_metrics_port,
     )
+    launcher: Launcher
     if settings.pool.consumer_backend == "ray":
-        from consumer_pool.ray_backend import RayPool  # NOTE: Ray is an optional extra (requirements-ray.txt)
+        from consumer_pool.ray_backend import RayLauncher  # NOTE: Ray is an optional extra (requirements-ray.txt)
 
-        code = RayPool(settings, folder).run()
+        launcher = RayLauncher(settings, folder)
     else:
-        code = Supervisor(settings).run()
+        launcher = ProcessLauncher(settings)
+    code = Supervisor(settings, launcher).run()
     log.info("pool stopped (exit %d)", code)
     return code
 

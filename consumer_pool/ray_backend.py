@@ -1,6 +1,6 @@
 """CONSUMER_BACKEND=ray: the pool's workers as Ray actors (consumer_pool/ray_actor.py), so the
-pool runs on a Ray cluster. This driver supervises them as consumer_pool/supervisor.py
-supervises worker processes, with the same rules and exit codes:
+pool runs on a Ray cluster. `RayLauncher` is the supervisor's backend (consumer_pool/supervisor.py
+runs the one loop, as for worker processes), so the rules and exit codes are the same:
 
 - Ray restarts a dead actor's process (`max_restarts`); the driver lets the new incarnation
   rejoin the group after the supervisor's jittered backoff and counts it in
@@ -23,14 +23,13 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import select
 import shutil
-import signal
 import socket
 import tempfile
 import time
 import uuid
 import zlib
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,15 +42,9 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
-from consumer_pool import metrics
-from consumer_pool.errors import EXIT_OK, WORKER_BOOT_ERROR
+from consumer_pool.errors import BootError
 from consumer_pool.ray_actor import MAX_CONCURRENCY, Snapshot, WorkerActor
-from consumer_pool.supervisor import (
-    GRACEFUL_TIMEOUT_S,
-    SIGNALS,
-    WORKER_TIMEOUT_S,
-    schedule_restart,
-)
+from consumer_pool.supervisor import Exit, Slot
 from pipeline.settings import Settings
 
 log = logging.getLogger("consumer_pool.supervisor")
@@ -64,35 +57,43 @@ LOCAL_OBJECT_STORE_BYTES = 100 * 2**20
 
 
 @dataclass
-class ActorSlot:
-    """One worker position: its actor, the run() call in flight and its restart history."""
+class Actor:
+    """One slot's actor (Ray restarts its process in place) and the calls in flight to it."""
 
-    index: int
-    actor: Any
+    handle: Any
     running: Any = None  # ObjectRef of run(), None while waiting to restart
     probe: Any = None  # ObjectRef of a snapshot() asked of a restarting actor: is it up?
     pending: Any = None  # ObjectRef of the metrics snapshot() in flight
     seen: float = 0.0  # when the actor last answered a snapshot()
-    pid: int = 0  # the actor's process, from its last snapshot
-    started: float = 0.0
-    failures: int = 0
-    restart_at: float = 0.0
+    silent: float = 0.0  # seconds without a heartbeat, as of the last watch()
     closed: bool = False  # its last metrics fetched and its folder removed (after a drain)
 
 
-class RayPool:
-    """Keeps CONSUMER_WORKERS actors consuming until told to stop."""
+class RayLauncher:
+    """Starts or joins Ray, keeps one actor per slot and drives its run() call."""
+
+    tick_s = 0.5  # NOTE: ray.wait cannot watch the wake-up pipe: a signal is seen at most this late
+    # NOTE: the driver's line; the actors' own last lines may not be forwarded before Ray stops
+    drained = "stopped: committed and left the group"
 
     def __init__(self, settings: Settings, metrics_folder: str) -> None:
         self.settings = settings
         self.folder = metrics_folder
         self.run_id = uuid.uuid4().hex[:12]
-        self.signals: deque[int] = deque()
         self.local_temp_dir: str | None = None
-        self.slots: list[ActorSlot] = []
+        self.actors: list[Actor] = []
         self._metrics_due = 0.0
 
     # --- Ray -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start a local Ray or connect to RAY_ADDRESS, then create one actor per slot."""
+        try:
+            self.start_ray()
+        except (ConnectionError, RuntimeError, ValueError) as e:  # what ray.init raises for a bad address
+            ray.shutdown()
+            raise BootError(f"cannot start or reach Ray (RAY_ADDRESS={self.settings.pool.ray_address!r}): {e}") from e
+        self.actors = [Actor(self.create_actor(i)) for i in range(self.settings.pool.consumer_workers)]
 
     def start_ray(self) -> None:
         address = self.settings.pool.ray_address or "local"
@@ -117,19 +118,19 @@ class RayPool:
             self.settings.pool.consumer_workers,
         )
 
-    def stop_ray(self) -> None:
+    def close(self) -> None:
         """Kill the actors (a drained one has removed its metrics folder; the others are asked
         to, best effort), stop or leave Ray, remove what a local Ray left on this machine."""
-        unclosed = [s.actor.close.remote() for s in self.slots if not s.closed]
+        unclosed = [a.handle.close.remote() for a in self.actors if not a.closed]
         if unclosed:
             ray.wait(unclosed, num_returns=len(unclosed), timeout=SNAPSHOT_TIMEOUT_S)
-        for slot in self.slots:
-            ray.kill(slot.actor, no_restart=True)
+        for actor in self.actors:
+            ray.kill(actor.handle, no_restart=True)
         ray.shutdown()
         if self.local_temp_dir:
             shutil.rmtree(self.local_temp_dir, ignore_errors=True)
-            for slot in self.slots:
-                shutil.rmtree(self.actor_folder(slot.index), ignore_errors=True)
+            for index in range(len(self.actors)):
+                shutil.rmtree(self.actor_folder(index), ignore_errors=True)
 
     def actor_folder(self, index: int) -> str:
         """The actor's own multiprocess folder, on its node (the driver's temp dir path)."""
@@ -151,148 +152,103 @@ class RayPool:
             .remote(self.settings, index, folder)
         )
 
-    # --- signals ---------------------------------------------------------------------
+    # --- one worker ------------------------------------------------------------------
 
-    def install_signals(self) -> None:
-        for sig in SIGNALS:
-            signal.signal(sig, lambda signum, frame: self.signals.append(signum))
+    def spawn(self, slot: Slot) -> str:
+        actor = self.actors[slot.index]
+        actor.running = actor.handle.run.remote()
+        actor.seen = time.monotonic()
+        actor.silent = 0.0
+        return f"actor {actor.handle._actor_id.hex()}"
 
-    # --- main loop -------------------------------------------------------------------
-
-    def run(self) -> int:
-        """Supervise until a signal or a boot failure; returns the process exit code."""
+    def ready(self, slot: Slot) -> bool:
+        """A restarted actor's new process answers (a call made while Ray is still restarting
+        it fails; that is no new death: ask again on the next loop)."""
+        actor = self.actors[slot.index]
+        if actor.probe is None:
+            actor.probe = actor.handle.snapshot.remote()
+            return False
+        if not ray.wait([actor.probe], timeout=0)[0]:
+            return False
+        probe, actor.probe = actor.probe, None
         try:
-            self.start_ray()
-        except (ConnectionError, RuntimeError, ValueError) as e:  # what ray.init raises for a bad address
-            log.error("cannot start or reach Ray (RAY_ADDRESS=%r): %s", self.settings.pool.ray_address, e)
-            ray.shutdown()
-            return WORKER_BOOT_ERROR
-        # NOTE: after ray.init, which installs its own SIGTERM handler in the driver.
-        self.install_signals()
+            ray.get(probe)
+        except RayActorError:
+            return False
+        return True
+
+    def reap(self, slot: Slot) -> Exit | None:
+        actor = self.actors[slot.index]
+        if actor.running is None or not ray.wait([actor.running], timeout=0)[0]:
+            return None
+        running, actor.running, actor.pending = actor.running, None, None
         try:
-            self.slots = [ActorSlot(i, self.create_actor(i)) for i in range(self.settings.pool.consumer_workers)]
-            for slot in self.slots:
-                self.start_worker(slot)
-            return self.supervise()
-        finally:
-            self.stop_ray()
+            return Exit(ray.get(running))
+        except RayActorError as e:
+            return Exit(1, died=str(e).splitlines()[0])
 
-    def supervise(self) -> int:
-        while True:
-            self.wait(0.5)
-            if self.signals:
-                return self.handle_stop(self.signals.popleft())
-            if self.reap_workers():
-                log.error("a worker failed to boot; stopping the pool (exit %d)", WORKER_BOOT_ERROR)
-                self.stop_workers()
-                return WORKER_BOOT_ERROR
-            self.pull_metrics()
-            self.manage_workers()
-
-    def wait(self, timeout: float) -> None:
-        """Until a run() returns or the timeout (signals are seen after it: at most `timeout` late)."""
-        running = [s.running for s in self.slots if s.running is not None]
+    def wait(self, slots: list[Slot], timeout: float, wake_fd: int) -> None:
+        running = [self.actors[s.index].running for s in slots if self.actors[s.index].running is not None]
         if running:
             ray.wait(running, num_returns=1, timeout=timeout)
         else:
-            time.sleep(timeout)
+            select.select([wake_fd], [], [], timeout)
 
-    def handle_stop(self, signum: int) -> int:
-        log.info("received %s: draining workers", signal.Signals(signum).name)
-        if signum == signal.SIGQUIT:
-            return 1
-        return EXIT_OK if self.stop_workers() else 1
+    def silent_for(self, slot: Slot) -> float:
+        return self.actors[slot.index].silent
 
-    # --- workers ---------------------------------------------------------------------
+    def terminate(self, slot: Slot) -> None:
+        self.actors[slot.index].handle.stop.remote()
 
-    def start_worker(self, slot: ActorSlot) -> None:
-        slot.running = slot.actor.run.remote()
-        slot.started = slot.seen = time.monotonic()
-        log.info("booting worker %d (actor %s)", slot.index, slot.actor._actor_id.hex())
-        self.update_alive()
+    def kill(self, slot: Slot, final: bool) -> None:
+        """Ray restarts the killed actor's process unless `final` (close() kills them all)."""
+        actor = self.actors[slot.index]
+        if not final:
+            actor.seen = time.monotonic()  # NOTE: once; Ray's restart ends its run() call
+            actor.silent = 0.0
+            ray.kill(actor.handle, no_restart=False)
 
-    def reap_workers(self) -> bool:
-        """Collect finished run() calls, schedule restarts; True when a worker failed to boot."""
-        boot_failed = False
-        for slot in self.slots:
-            if slot.running is None or not ray.wait([slot.running], timeout=0)[0]:
-                continue
-            try:
-                code = ray.get(slot.running)
-            except RayActorError as e:
-                code = -1
-                log.error("worker %d (pid %d) died: %s", slot.index, slot.pid, str(e).splitlines()[0])
-            slot.running = slot.pending = None
-            self.mark_dead(slot)
-            if code == WORKER_BOOT_ERROR:
-                log.error("worker %d failed to boot", slot.index)
-                boot_failed = True
-                continue
-            if code == EXIT_OK:
-                log.warning("worker %d (pid %d) stopped unexpectedly", slot.index, slot.pid)
-            schedule_restart(slot)
-        self.update_alive()
-        return boot_failed
-
-    def manage_workers(self) -> None:
-        """Let restarted actors rejoin once their backoff has elapsed and their new process
-        answers (a call made while Ray is still restarting it fails; that is no new death)."""
-        now = time.monotonic()
-        for slot in self.slots:
-            if slot.running is not None or now < slot.restart_at:
-                continue
-            if slot.probe is None:
-                slot.probe = slot.actor.snapshot.remote()
-                continue
-            if not ray.wait([slot.probe], timeout=0)[0]:
-                continue
-            probe, slot.probe = slot.probe, None
-            try:
-                ray.get(probe)
-            except RayActorError:
-                continue  # still restarting: ask again on the next loop
-            metrics.RESTARTS.inc()
-            self.start_worker(slot)
-
-    def update_alive(self) -> None:
-        metrics.WORKERS_ALIVE.set(sum(1 for s in self.slots if s.running is not None))
+    def release(self, slot: Slot, drained: bool) -> None:
+        """A dead actor's live gauges (lag) leave the aggregate, as a dead process's do; a
+        drained one hands over its last counts first."""
+        actor = self.actors[slot.index]
+        actor.running = actor.pending = None
+        if drained:
+            self.close_actor(slot)
+        for path in self._live_files(slot):
+            os.remove(path)
 
     # --- metrics ---------------------------------------------------------------------
 
-    def pull_metrics(self) -> None:
-        """About once a second: every running actor's metric files into the pool's folder.
-        An actor whose loop stopped beating, or that stopped answering at all (stuck holding
-        the GIL), for WORKER_TIMEOUT_S is killed, and so restarted by Ray."""
+    def watch(self, slots: list[Slot]) -> None:
+        """About once a second: every running actor's metric files into the pool's folder, and
+        how long each has been silent (its loop stopped beating, or it stopped answering at
+        all, stuck holding the GIL)."""
         now = time.monotonic()
         if now < self._metrics_due:
             return
         self._metrics_due = now + METRICS_INTERVAL_S
-        live = [s for s in self.slots if s.running is not None]
-        for slot in live:
-            if slot.pending is None:  # NOTE: one call in flight per actor, so none pile up on a stuck one
-                slot.pending = slot.actor.snapshot.remote()
-        pending = [s.pending for s in live]
+        for slot in slots:
+            actor = self.actors[slot.index]
+            if actor.pending is None:  # NOTE: one call in flight per actor, so none pile up on a stuck one
+                actor.pending = actor.handle.snapshot.remote()
+        pending = [self.actors[s.index].pending for s in slots]
         ready = set(ray.wait(pending, num_returns=len(pending), timeout=METRICS_INTERVAL_S)[0]) if pending else set()
-        for slot in live:
-            if slot.pending in ready:
-                ref, slot.pending = slot.pending, None
+        for slot in slots:
+            actor = self.actors[slot.index]
+            if actor.pending in ready:
+                ref, actor.pending = actor.pending, None
                 try:
                     snapshot = ray.get(ref)
                 except RayError:
                     continue  # died meanwhile: reaped on the next loop
-                slot.seen = time.monotonic()
+                actor.seen = time.monotonic()
                 self.store_snapshot(slot, snapshot)
-                stuck = snapshot[1]
+                actor.silent = snapshot[1]
             else:
-                stuck = time.monotonic() - slot.seen
-            if stuck > WORKER_TIMEOUT_S:
-                log.error(
-                    "worker %d (pid %d) is stuck (no heartbeat for %.0fs); killing it", slot.index, slot.pid, stuck
-                )
-                slot.seen = time.monotonic()  # NOTE: once; Ray's restart ends its run() call
-                ray.kill(slot.actor, no_restart=False)
+                actor.silent = time.monotonic() - actor.seen
 
-    def store_snapshot(self, slot: ActorSlot, snapshot: Snapshot) -> None:
+    def store_snapshot(self, slot: Slot, snapshot: Snapshot) -> None:
         """Write an actor's files as `<kind>_r<slot>p<pid>.db` (atomically: a scrape may read
         them meanwhile). Files of earlier incarnations stay: their counts are the pool's."""
         pid, _, files = snapshot
@@ -301,8 +257,8 @@ class RayPool:
             slot.pid = pid
         live_now = set()
         for name, data in files.items():
-            kind, _, pid = name[: -len(".db")].rpartition("_")
-            target = os.path.join(self.folder, f"{kind}_r{slot.index}p{pid}.db")
+            kind, _, writer = name[: -len(".db")].rpartition("_")  # NOTE: the pid that wrote the file
+            target = os.path.join(self.folder, f"{kind}_r{slot.index}p{writer}.db")
             if kind.startswith("gauge_live"):
                 live_now.add(target)
             with open(target + ".tmp", "wb") as f:
@@ -312,55 +268,15 @@ class RayPool:
             if path not in live_now:
                 os.remove(path)
 
-    def mark_dead(self, slot: ActorSlot) -> None:
-        """A dead actor's live gauges (lag) leave the aggregate, as a dead process's do."""
-        for path in self._live_files(slot):
-            os.remove(path)
-
-    def _live_files(self, slot: ActorSlot) -> list[str]:
+    def _live_files(self, slot: Slot) -> list[str]:
         return glob.glob(os.path.join(self.folder, f"gauge_live*_r{slot.index}p*.db"))
 
-    # --- stopping --------------------------------------------------------------------
-
-    def stop_workers(self, timeout: float = GRACEFUL_TIMEOUT_S) -> bool:
-        """Ask every actor to drain and wait; a second signal or the timeout kills.
-        Returns True when every running worker stopped on its own."""
-        running = [s for s in self.slots if s.running is not None]
-        for slot in running:
-            slot.actor.stop.remote()
-        deadline = time.monotonic() + timeout
-        clean = True
-        while any(s.running is not None for s in running):
-            if self.signals:
-                log.warning("received %s while draining: killing workers", signal.Signals(self.signals.popleft()).name)
-                return False
-            if time.monotonic() > deadline:
-                log.error("workers did not stop within %.0fs: killing them", timeout)
-                return False
-            self.wait(0.5)
-            for slot in running:
-                if slot.running is None or not ray.wait([slot.running], timeout=0)[0]:
-                    continue
-                try:
-                    code = ray.get(slot.running)
-                except RayActorError as e:
-                    code = -1
-                    log.error("worker %d (pid %d) died while draining: %s", slot.index, slot.pid, e)
-                if code == EXIT_OK:  # NOTE: run() returns after the worker committed and closed its consumer
-                    log.info("worker %d (pid %d) stopped: committed and left the group", slot.index, slot.pid)
-                    self.close_actor(slot)
-                else:
-                    clean = False
-                slot.running = None
-                self.mark_dead(slot)
-        self.update_alive()
-        return clean
-
-    def close_actor(self, slot: ActorSlot) -> None:
+    def close_actor(self, slot: Slot) -> None:
         """Fetch a drained actor's last counts, then let it remove its node-local folder."""
+        actor = self.actors[slot.index]
         try:
-            self.store_snapshot(slot, ray.get(slot.actor.close.remote(), timeout=SNAPSHOT_TIMEOUT_S))
-            slot.closed = True
+            self.store_snapshot(slot, ray.get(actor.handle.close.remote(), timeout=SNAPSHOT_TIMEOUT_S))
+            actor.closed = True
         except (RayError, GetTimeoutError) as e:
             log.warning("worker %d: last metrics not fetched: %s", slot.index, e)
 

@@ -1,26 +1,27 @@
-"""The supervisor (gunicorn's arbiter, simplified): spawn, reap, restart and stop workers.
+"""The supervisor (gunicorn's arbiter, simplified): one loop that spawns, reaps, restarts and
+stops the pool's workers, whatever runs them.
 
-Signal handlers only queue the signal and wake the main loop, which waits on the workers'
-sentinels. A worker that dies is restarted after a jittered backoff; one that exits with
-WORKER_BOOT_ERROR stops the pool instead of a restart loop. The first SIGTERM/SIGINT
-drains (workers finish their batch, commit and leave the group); a second one kills.
+A backend is a `Launcher` (gunicorn's worker class): worker processes of this machine
+(consumer_pool/process_backend.py) or Ray actors (consumer_pool/ray_backend.py). It starts,
+watches, drains and kills one worker; this loop decides when. Signal handlers only queue the
+signal and wake the loop. A worker that dies is restarted after a jittered backoff; one that
+exits with WORKER_BOOT_ERROR stops the pool instead of a restart loop; one whose heartbeat
+stopped for WORKER_TIMEOUT_S is killed (and so restarted). The first SIGTERM/SIGINT drains
+(workers finish their batch, commit and leave the group); a second one, or SIGQUIT, kills.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from multiprocessing.connection import wait
-from multiprocessing.process import BaseProcess
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-from consumer_pool import metrics, worker
-from consumer_pool.errors import EXIT_OK, WORKER_BOOT_ERROR
+from consumer_pool import metrics
+from consumer_pool.errors import EXIT_OK, WORKER_BOOT_ERROR, BootError
 from pipeline.backoff import backoff
 from pipeline.settings import Settings
 
@@ -32,31 +33,78 @@ WORKER_TIMEOUT_S = 120.0  # no heartbeat for this long: the worker is stuck, kil
 STABLE_AFTER_S = 30.0  # a worker that ran this long resets its slot's backoff
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
+DRAIN_POLL_S = 0.5
 
 
 @dataclass
 class Slot:
-    """One worker position in the pool: the process in it and its restart history."""
+    """One worker position in the pool: whether a worker runs in it and its restart history."""
 
     index: int
-    process: BaseProcess | None = None
-    heartbeat: Any = None
+    live: bool = False  # spawned and not yet reaped
+    pid: int = 0  # the worker's process, as far as the backend knows it (0: not yet)
     started: float = 0.0
     failures: int = 0
     restart_at: float = 0.0
-    exits: list[int] = field(default_factory=list)
+
+    def name(self) -> str:
+        """How the log names its worker: "worker 1 (pid 123)", or "worker 1" before its pid is known."""
+        return f"worker {self.index} (pid {self.pid})" if self.pid else f"worker {self.index}"
 
 
-class Restartable(Protocol):
-    index: int
-    started: float
-    failures: int
-    restart_at: float
+@dataclass(frozen=True)
+class Exit:
+    """How a worker ended: its exit code (negative: the signal that killed it, as
+    multiprocessing reports it) and, when the backend only saw it die, what it said."""
+
+    code: int
+    died: str | None = None
 
 
-def schedule_restart(slot: Restartable) -> None:
+class Launcher(Protocol):
+    """One backend: how a worker is started, watched, drained and killed. Never blocks longer
+    than asked; the supervisor's loop owns the timing, the restarts and the exit code."""
+
+    tick_s: float  # the loop's longest wait (a backend that cannot wait on the wake-up pipe reacts this late)
+    drained: str  # logged after "worker N (pid P)" when a worker exits 0 on a drain
+
+    def open(self) -> None:
+        """Prepare the backend before any worker (raises BootError when it cannot)."""
+
+    def close(self) -> None:
+        """Release the backend after the last worker (always called once open() succeeded)."""
+
+    def spawn(self, slot: Slot) -> str:
+        """Start a worker in `slot`; returns what the boot line names it by ("pid 123")."""
+
+    def ready(self, slot: Slot) -> bool:
+        """May `slot` get its worker back now (a backend may need its restart to settle)."""
+
+    def reap(self, slot: Slot) -> Exit | None:
+        """The worker's exit if it has ended (without blocking), else None."""
+
+    def wait(self, slots: list[Slot], timeout: float, wake_fd: int) -> None:
+        """Until one of the live `slots` ends, `wake_fd` is readable, or the timeout."""
+
+    def watch(self, slots: list[Slot]) -> None:
+        """Once per loop over the live slots (the Ray backend fetches metrics and heartbeats)."""
+
+    def silent_for(self, slot: Slot) -> float:
+        """Seconds since the worker in `slot` last showed that its loop runs."""
+
+    def terminate(self, slot: Slot) -> None:
+        """Ask the worker to drain: finish its batch, commit, leave the group."""
+
+    def kill(self, slot: Slot, final: bool) -> None:
+        """Kill the worker now; `final`: the pool is stopping (wait for it, no restart)."""
+
+    def release(self, slot: Slot, drained: bool) -> None:
+        """After its exit: drop the worker's live metrics (`drained`: after a clean drain)."""
+
+
+def schedule_restart(slot: Slot) -> None:
     """When a worker that exited comes back: after a jittered backoff that grows with its
-    consecutive failures (a worker that ran STABLE_AFTER_S starts over). Used by both backends."""
+    consecutive failures (a worker that ran STABLE_AFTER_S starts over)."""
     lived = time.monotonic() - slot.started
     slot.failures = 1 if lived >= STABLE_AFTER_S else slot.failures + 1
     delay = backoff(slot.failures, BACKOFF_BASE_S, BACKOFF_CAP_S)
@@ -65,14 +113,15 @@ def schedule_restart(slot: Restartable) -> None:
 
 
 class Supervisor:
-    """Keeps CONSUMER_WORKERS worker processes running until told to stop."""
+    """Keeps CONSUMER_WORKERS workers of one backend running until told to stop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, launcher: Launcher) -> None:
         self.settings = settings
-        self.ctx = multiprocessing.get_context("spawn")
+        self.launcher = launcher
         self.slots = [Slot(i) for i in range(settings.pool.consumer_workers)]
         self.signals: deque[int] = deque()
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.boot_failed = False
 
@@ -93,32 +142,48 @@ class Supervisor:
 
     def run(self) -> int:
         """Supervise until a signal or a boot failure; returns the process exit code."""
-        self.install_signals()
-        self.spawn_workers()
+        try:
+            self.launcher.open()
+        except BootError as e:
+            log.error("%s", e)
+            return WORKER_BOOT_ERROR
+        try:
+            # NOTE: after open(): Ray's init installs its own SIGTERM handler in the driver.
+            self.install_signals()
+            self.spawn_workers()
+            return self.supervise()
+        finally:
+            self.launcher.close()
+
+    def supervise(self) -> int:
         while True:
-            self.sleep(1.0)
+            self.sleep(self.launcher.tick_s)
             if self.signals:
                 return self.handle_stop(self.signals.popleft())
             self.reap_workers()
             if self.boot_failed:
-                log.error(
-                    "a worker failed to boot; stopping the pool (exit %d)",
-                    WORKER_BOOT_ERROR,
-                )
+                log.error("a worker failed to boot; stopping the pool (exit %d)", WORKER_BOOT_ERROR)
                 self.stop_workers()
                 return WORKER_BOOT_ERROR
+            self.launcher.watch(self.live())
             self.murder_workers()
             self.manage_workers()
 
-    def sleep(self, timeout: float) -> None:
-        """Wait for a signal, a worker exit or the timeout (whichever comes first)."""
-        sentinels = [s.process.sentinel for s in self.slots if s.process is not None]
-        pending = [s.restart_at for s in self.slots if s.process is None]
-        if pending:
-            timeout = max(0.0, min(timeout, min(pending) - time.monotonic()))
-        ready = wait([self._wake_r, *sentinels], timeout)
-        if self._wake_r in ready:
+    def live(self) -> list[Slot]:
+        return [s for s in self.slots if s.live]
+
+    def sleep(self, timeout: float, restarts: bool = True) -> None:
+        """Wait for a signal, a worker exit, the next restart due or the timeout."""
+        if restarts:  # NOTE: a restart due but not ready (a Ray actor coming back) waits a full tick
+            now = time.monotonic()
+            pending = [s.restart_at for s in self.slots if not s.live and s.restart_at > now]
+            if pending:
+                timeout = min(timeout, min(pending) - now)
+        self.launcher.wait(self.live(), timeout, self._wake_r)
+        try:
             os.read(self._wake_r, 512)
+        except BlockingIOError:
+            pass
 
     def handle_stop(self, signum: int) -> int:
         log.info("received %s: draining workers", signal.Signals(signum).name)
@@ -135,140 +200,102 @@ class Supervisor:
         self.update_alive()
 
     def spawn_worker(self, slot: Slot) -> None:
-        slot.heartbeat = self.ctx.Value("d", time.monotonic(), lock=False)
-        process = self.ctx.Process(
-            target=worker.main,
-            args=(self.settings, slot.index, slot.heartbeat),
-            name=f"consumer-worker-{slot.index}",
-        )
-        # NOTE: the child inherits the blocked mask and unblocks once its handlers are set,
-        # so a SIGTERM during boot is not lost and does not kill it half-way.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        try:
-            process.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        slot.process = process
+        name = self.launcher.spawn(slot)
+        slot.live = True
         slot.started = time.monotonic()
-        log.info("booting worker %d (pid %d)", slot.index, process.pid)
+        log.info("booting worker %d (%s)", slot.index, name)
 
     def reap_workers(self) -> None:
         """Collect exited workers, log why they exited, schedule their restart."""
-        for slot in self.slots:
-            process = slot.process
-            if process is None or process.exitcode is None:
+        for slot in self.live():
+            end = self.launcher.reap(slot)
+            if end is None:
                 continue
-            code = process.exitcode
-            self.log_exit(slot, process.pid or 0, code)
-            metrics.mark_dead(process.pid or 0)
-            process.close()
-            slot.process = None
-            if code == WORKER_BOOT_ERROR:
+            self.log_exit(slot, end)
+            slot.live = False
+            self.launcher.release(slot, drained=False)
+            if end.code == WORKER_BOOT_ERROR:
                 self.boot_failed = True
                 continue
             schedule_restart(slot)
         self.update_alive()
 
     @staticmethod
-    def log_exit(slot: Slot, pid: int, code: int) -> None:
-        if code < 0:
-            name = signal.Signals(-code).name
+    def log_exit(slot: Slot, end: Exit) -> None:
+        code, who = end.code, slot.name()
+        if end.died is not None:
+            log.error("%s died: %s", who, end.died)
+        elif code < 0:
             if -code == signal.SIGKILL:
-                log.error(
-                    "worker %d (pid %d) was sent SIGKILL! Perhaps out of memory?",
-                    slot.index,
-                    pid,
-                )
+                log.error("%s was sent SIGKILL! Perhaps out of memory?", who)
             elif -code == signal.SIGTERM:
-                log.info("worker %d (pid %d) exited on SIGTERM", slot.index, pid)
+                log.info("%s exited on SIGTERM", who)
             else:
-                log.error("worker %d (pid %d) was killed by %s", slot.index, pid, name)
+                log.error("%s was killed by %s", who, signal.Signals(-code).name)
         elif code == WORKER_BOOT_ERROR:
-            log.error("worker %d (pid %d) failed to boot", slot.index, pid)
-        elif code == 0:
-            log.warning("worker %d (pid %d) exited unexpectedly with code 0", slot.index, pid)
+            log.error("%s failed to boot", who)
+        elif code == EXIT_OK:
+            log.warning("%s exited unexpectedly with code 0", who)
         else:
-            log.error("worker %d (pid %d) exited with code %d", slot.index, pid, code)
+            log.error("%s exited with code %d", who, code)
 
     def murder_workers(self) -> None:
         """Kill workers whose heartbeat stopped (stuck in a call that never returns)."""
-        now = time.monotonic()
-        for slot in self.slots:
-            if slot.process is None or slot.heartbeat is None:
-                continue
-            if now - slot.heartbeat.value > WORKER_TIMEOUT_S:
-                log.error(
-                    "worker %d (pid %d) is stuck (no heartbeat for %.0fs); killing it",
-                    slot.index,
-                    slot.process.pid,
-                    now - slot.heartbeat.value,
-                )
-                self._signal(slot, signal.SIGKILL)
+        for slot in self.live():
+            silent = self.launcher.silent_for(slot)
+            if silent > WORKER_TIMEOUT_S:
+                log.error("%s is stuck (no heartbeat for %.0fs); killing it", slot.name(), silent)
+                self.launcher.kill(slot, final=False)
 
     def manage_workers(self) -> None:
-        """Restart empty slots whose backoff has elapsed."""
+        """Restart empty slots whose backoff has elapsed (once the backend is ready for it)."""
         now = time.monotonic()
         for slot in self.slots:
-            if slot.process is None and now >= slot.restart_at:
+            if not slot.live and now >= slot.restart_at and self.launcher.ready(slot):
                 metrics.RESTARTS.inc()
                 self.spawn_worker(slot)
         self.update_alive()
 
     def update_alive(self) -> None:
-        metrics.WORKERS_ALIVE.set(sum(1 for s in self.slots if s.process is not None and s.process.is_alive()))
+        metrics.WORKERS_ALIVE.set(len(self.live()))
 
     # --- stopping --------------------------------------------------------------------
 
     def stop_workers(self, timeout: float = GRACEFUL_TIMEOUT_S) -> bool:
-        """SIGTERM every worker and wait for them to drain; a second signal or the timeout kills.
+        """Ask every worker to drain and wait; a second signal or the timeout kills.
         Returns True when every worker exited on its own."""
-        for slot in self.slots:
-            self._signal(slot, signal.SIGTERM)
+        for slot in self.live():
+            self.launcher.terminate(slot)
         deadline = time.monotonic() + timeout
         clean = True
-        while any(s.process is not None for s in self.slots):
+        while self.live():
             if self.signals:
-                sig = self.signals.popleft()
-                log.warning(
-                    "received %s while draining: killing workers",
-                    signal.Signals(sig).name,
-                )
+                log.warning("received %s while draining: killing workers", signal.Signals(self.signals.popleft()).name)
                 self.kill_workers()
                 return False
             if time.monotonic() > deadline:
                 log.error("workers did not stop within %.0fs: killing them", timeout)
                 self.kill_workers()
                 return False
-            self.sleep(0.5)
-            for slot in self.slots:
-                process = slot.process
-                if process is not None and process.exitcode is not None:
-                    code = process.exitcode
-                    if code != 0:
-                        clean = False
-                        self.log_exit(slot, process.pid or 0, code)
-                    else:
-                        log.info("worker %d (pid %d) stopped", slot.index, process.pid)
-                    metrics.mark_dead(process.pid or 0)
-                    process.close()
-                    slot.process = None
+            self.sleep(DRAIN_POLL_S, restarts=False)
+            for slot in self.live():
+                end = self.launcher.reap(slot)
+                if end is None:
+                    continue
+                drained = end.code == EXIT_OK and end.died is None
+                if drained:
+                    log.info("%s %s", slot.name(), self.launcher.drained)
+                else:
+                    clean = False
+                    self.log_exit(slot, end)
+                slot.live = False
+                self.launcher.release(slot, drained)
         self.update_alive()
         return clean
 
     def kill_workers(self) -> None:
-        for slot in self.slots:
-            self._signal(slot, signal.SIGKILL)
-        for slot in self.slots:
-            if slot.process is not None:
-                slot.process.join(5)
-                metrics.mark_dead(slot.process.pid or 0)
-                slot.process = None
+        for slot in self.live():
+            self.launcher.kill(slot, final=True)
+            slot.live = False
+            self.launcher.release(slot, drained=False)
         self.update_alive()
-
-    @staticmethod
-    def _signal(slot: Slot, sig: int) -> None:
-        if slot.process is not None and slot.process.pid is not None:
-            try:
-                os.kill(slot.process.pid, sig)
-            except ProcessLookupError:
-                pass

@@ -10,6 +10,7 @@ everywhere at once:
 - `harness.prometheus`: the one /metrics parser and the histogram quantile maths.
 - `harness.kafka`: reading, counting and producing records; consumer-group state.
 - `harness.db`: throwaway PostgreSQL databases and row counts in SQLite / PostgreSQL.
+- `harness.isolation`: a run's own topics, consumer group and ports, and the environment for them.
 - `harness.stack`: a private API + pool on the running Kafka (the gate and the benches).
 - `harness.readings`: deterministic test readings.
 """

@@ -27,7 +27,8 @@ from pathlib import Path
 import msgspec
 
 from harness.db import pg_rows, sqlite_rows
-from harness.kafka import committed, create_topic, delete_topics, end_offsets, topic_values
+from harness.isolation import Isolation, inherited
+from harness.kafka import committed, end_offsets, topic_values
 from harness.openloop import Outcome
 from harness.poll import wait_http, wait_until
 from harness.process import PYTHON, ROOT, Process, free_port
@@ -44,30 +45,23 @@ class Pipeline:
         self.broker = broker
         self.run_id = run_id
         self.workdir = workdir
-        self.topic = f"chaos-{run_id}"
-        self.group = f"chaos-{run_id}"
+        self.iso = Isolation.fresh(broker, "chaos", run_id, sqlite_path=str(workdir / "readings.db"))
+        self.topic = self.iso.topic
+        self.group = self.iso.group
         workdir.mkdir(parents=True, exist_ok=True)
-        base = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
         self.env = {
-            **base,
-            "KAFKA_BROKER": broker,
-            "TOPIC_NAME": self.topic,
-            "DLQ_TOPIC": f"{self.topic}.dlq",
-            "ALERTS_TOPIC": f"{self.topic}.alerts",
-            "CONSUMER_GROUP": self.group,
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(free_port()),
+            **inherited(),
+            **self.iso.env(),
             "API_WORKERS": "2",
             "API_KEYS": "",
             "SINK": "sqlite",
-            "SQLITE_PATH": str(workdir / "readings.db"),
             "CONSUMER_WORKERS": "2",
             **(extra_env or {}),
         }
         self.api_url = f"http://127.0.0.1:{self.env['API_PORT']}"
         self.api: Process | None = None
         self.pools: list[Process] = []
-        create_topic(broker, self.topic)
+        self.iso.create()
 
     def start_api(self) -> Process:
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"api-metrics-{time.monotonic_ns()}")}
@@ -92,7 +86,7 @@ class Pipeline:
         for proc in [self.api, *self.pools]:
             if proc is not None:
                 proc.stop(30)
-        delete_topics(self.broker, self.topic, f"{self.topic}.dlq", f"{self.topic}.alerts")
+        self.iso.delete()
 
     def stored(self) -> list[int]:
         """The reading numbers in the store (value = number, harness.readings.numbered)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from harness.kafka import broker_answers, create_topic, delete_group, delete_topics
+from harness.isolation import Isolation, inherited
+from harness.kafka import broker_answers
 from harness.poll import ProcessExited, wait_http, wait_until
-from harness.process import PYTHON, ROOT, free_port, spawn
+from harness.process import PYTHON, ROOT, spawn
 
 
 class StackError(RuntimeError):
@@ -58,14 +58,6 @@ def kafka(broker: str) -> Iterator[str]:
         subprocess.run([script, "stop"], check=False)
 
 
-def _delete_group(broker: str, group: str) -> None:
-    """Best effort: a leftover empty group only costs the broker a little memory."""
-    try:
-        delete_group(broker, group)
-    except Exception as e:
-        print(f"[stack] could not delete consumer group {group}: {e}", file=sys.stderr)
-
-
 @contextmanager
 def own_stack(
     run_id: str,
@@ -76,27 +68,16 @@ def own_stack(
 ) -> Iterator[Endpoints]:
     """API + pool on a fresh topic/group/SQLite file; everything started here is stopped here."""
     workdir.mkdir(parents=True, exist_ok=True)
-    topic = f"gate-{run_id}"
+    iso = Isolation.fresh(broker, "gate", run_id, sqlite_path=str(workdir / "readings.db"))
     with kafka(broker):
-        create_topic(broker, topic)
+        iso.create()
         # NOTE: .env as the components would read it, so the worker count we expect matches;
         # the children get exactly this environment (no inherited multiprocess folders).
-        base = {**dotenv_values(ROOT / ".env"), **os.environ}
-        base = {k: v or "" for k, v in base.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
         env = {
-            **base,
-            "KAFKA_BROKER": broker,
-            "TOPIC_NAME": topic,
-            "TOPIC_PARTITIONS": "6",
-            "DLQ_TOPIC": f"{topic}.dlq",
-            "ALERTS_TOPIC": f"{topic}.alerts",
-            "CONSUMER_GROUP": f"gate-{run_id}",
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(free_port()),
-            "CONSUMER_METRICS_PORT": str(free_port()),
+            **inherited({**dotenv_values(ROOT / ".env"), **os.environ}),
+            **iso.env(),
             "SINK": "sqlite",
             "API_KEYS": "",  # a key set in .env would turn every request into a 401
-            "SQLITE_PATH": str(workdir / "readings.db"),
             **(extra_env or {}),
         }
         api_url = f"http://127.0.0.1:{env['API_PORT']}"
@@ -133,7 +114,7 @@ def own_stack(
                     api_url,
                     metrics_url,
                     broker,
-                    topic,
+                    iso.topic,
                     sqlite_path=env["SQLITE_PATH"],
                     consumer_group=env["CONSUMER_GROUP"],
                     workers=int(env.get("CONSUMER_WORKERS") or 2),
@@ -141,8 +122,7 @@ def own_stack(
                     pool_pid=pool.pid if pool is not None else None,
                 )
         finally:
-            delete_topics(broker, topic, f"{topic}.dlq", f"{topic}.alerts")
-            _delete_group(broker, env["CONSUMER_GROUP"])
+            iso.delete(with_group=True)
             # The logs stay for the report; the run's data and metrics files go.
             for path in workdir.glob("readings.db*"):
                 path.unlink(missing_ok=True)

@@ -18,9 +18,9 @@ from contextlib import ExitStack
 import pytest
 
 from harness.db import throwaway_database
-from harness.kafka import create_topic, delete_topics
+from harness.isolation import Isolation
 from harness.poll import wait_http
-from harness.process import PYTHON, ROOT, Process, free_port, spawn, unique
+from harness.process import PYTHON, ROOT, Process, spawn
 
 INTEGRATION_FIXTURES = frozenset({"kafka_broker", "database_url"})
 
@@ -58,26 +58,24 @@ def pg_url(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def topic(kafka_broker: str) -> Iterator[str]:
-    """A fresh readings topic (6 partitions) for one test; deleted afterwards."""
-    name = create_topic(kafka_broker, unique("test-sensor"))
-    yield name
-    delete_topics(kafka_broker, name, f"{name}.dlq", f"{name}.alerts")
+def isolation(kafka_broker: str, tmp_path) -> Iterator[Isolation]:
+    """This test's own readings topic (6 partitions, created; deleted afterwards), group and ports."""
+    iso = Isolation.fresh(kafka_broker, "test-sensor", sqlite_path=str(tmp_path / "readings.db")).create()
+    yield iso
+    iso.delete()
 
 
 @pytest.fixture
-def pipeline_env(kafka_broker: str, topic: str, tmp_path) -> dict[str, str]:
+def topic(isolation: Isolation) -> str:
+    """A fresh readings topic (6 partitions) for one test; deleted afterwards."""
+    return isolation.topic
+
+
+@pytest.fixture
+def pipeline_env(isolation: Isolation, tmp_path) -> dict[str, str]:
     """Environment for an API / pool process bound to this test's topic and ports."""
     return {
-        "KAFKA_BROKER": kafka_broker,
-        "TOPIC_NAME": topic,
-        "DLQ_TOPIC": f"{topic}.dlq",
-        "ALERTS_TOPIC": f"{topic}.alerts",
-        "CONSUMER_GROUP": unique("test-group"),
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(free_port()),
-        "CONSUMER_METRICS_PORT": str(free_port()),
-        "SQLITE_PATH": str(tmp_path / "readings.db"),
+        **isolation.env(),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "api-metrics"),
         "API_WORKERS": "2",
         "API_THREADS": "8",

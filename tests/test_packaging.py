@@ -153,3 +153,18 @@ def test_console_scripts_name_real_functions() -> None:
     for target in scripts.values():
         module, _, function = target.partition(":")
         assert callable(getattr(importlib.import_module(module), function)), target
+
+
+def test_package_data_ships_every_dashboard_file() -> None:
+    """The wheel must carry the dashboard's files: each one is matched by a package-data glob."""
+    setuptools = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]
+    assert {"pipeline*", "service*", "consumer_pool*", "store*"} <= set(setuptools["packages"]["find"]["include"])
+    patterns = setuptools["package-data"]["service"]
+    shipped = {path for pattern in patterns for path in (ROOT / "service").glob(pattern) if path.is_file()}
+    files = {
+        path
+        for path in (ROOT / "service" / "dashboard").rglob("*")
+        if path.is_file() and path.suffix not in {".py", ".pyc"} and "__pycache__" not in path.parts
+    }
+    assert files, "found no dashboard files"
+    assert files <= shipped, sorted(str(p.relative_to(ROOT)) for p in files - shipped)

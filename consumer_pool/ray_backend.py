@@ -301,8 +301,8 @@ class RayPool:
             slot.pid = pid
         live_now = set()
         for name, data in files.items():
-            kind, _, pid = name[: -len(".db")].rpartition("_")
-            target = os.path.join(self.folder, f"{kind}_r{slot.index}p{pid}.db")
+            kind, _, file_pid = name[: -len(".db")].rpartition("_")
+            target = os.path.join(self.folder, f"{kind}_r{slot.index}p{file_pid}.db")
             if kind.startswith("gauge_live"):
                 live_now.add(target)
             with open(target + ".tmp", "wb") as f:

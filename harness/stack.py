@@ -81,8 +81,8 @@ def own_stack(
         create_topic(broker, topic)
         # NOTE: .env as the components would read it, so the worker count we expect matches;
         # the children get exactly this environment (no inherited multiprocess folders).
-        base = {**dotenv_values(ROOT / ".env"), **os.environ}
-        base = {k: v or "" for k, v in base.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
+        loaded = {**dotenv_values(ROOT / ".env"), **os.environ}
+        base = {k: v or "" for k, v in loaded.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
         env = {
             **base,
             "KAFKA_BROKER": broker,

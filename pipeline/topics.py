@@ -8,6 +8,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # NOTE: where confluent_kafka.admin takes it from (its stubs live there)
 
+from pipeline.kafka_config import Config
 from pipeline.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ REPLICATION_FACTOR = -1
 def ensure_topics(kafka: KafkaSettings, timeout: float = 10.0) -> None:
     """Create TOPIC_NAME (TOPIC_PARTITIONS), the DLQ and the alerts topic, replicated as the
     broker defaults say; existing ones are kept."""
-    config: dict[str, str | int | float | bool] = {**kafka.common()}
+    config: Config = {**kafka.common()}
     admin = AdminClient(config)
     wanted = {
         kafka.topic_name: (kafka.topic_partitions, READINGS_TOPIC_CONFIG),

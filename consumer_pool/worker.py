@@ -74,7 +74,13 @@ class Decoded:
     appended_ms: list[int] = field(default_factory=list)  # the broker's LogAppendTime of each record
 
 
-def decode(batch: Iterable[Message], on_error: Callable[[KafkaError], None]) -> Decoded:
+class Polled(Fetched, Protocol):
+    """A record as the consumer's poll returns it: confluent_kafka.Message fits."""
+
+    def error(self) -> KafkaError | None: ...
+
+
+def decode(batch: Iterable[Polled], on_error: Callable[[KafkaError], None]) -> Decoded:
     """Decode every record; an undecodable one is rejected but its offset still advances,
     so it never blocks its partition. Consumer errors carried in the batch go to `on_error`."""
     decoded = Decoded()

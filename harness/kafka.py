@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, P
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.process import unique
-from pipeline.record import Headers, position
+from pipeline.record import Headers, header_list, position
 from pipeline.topics import READINGS_TOPIC_CONFIG, REPLICATION_FACTOR
 
 _ADMINS: dict[str, AdminClient] = {}
@@ -84,6 +84,18 @@ def watermarks(broker: str, topic: str, timeout: float = 10.0) -> dict[int, tupl
 def end_offsets(broker: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
     """High watermark of every partition: where the next records will start."""
     return {p: high for p, (_, high) in watermarks(broker, topic, timeout).items()}
+
+
+def payload(msg: Message) -> bytes:
+    """A fetched record's value; the pipeline never writes a tombstone, so None fails the caller."""
+    value = msg.value()
+    assert value is not None, f"a tombstone at {msg.topic()}[{msg.partition()}]@{msg.offset()}"
+    return value
+
+
+def headers_of(msg: Message) -> dict[str, bytes]:
+    """A fetched record's headers by name (the pipeline writes bytes; a missing value is b"")."""
+    return {k: v.encode() if isinstance(v, str) else v or b"" for k, v in header_list(msg)}
 
 
 def read_topic(broker: str, topic: str, expected: int, timeout: float = 30) -> list[Message]:

@@ -8,7 +8,7 @@ A record the pool cannot decode goes to the DLQ with the DLQ_* headers added.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -26,10 +26,10 @@ DLQ_ORIGINAL_TOPIC = "original_topic"
 DLQ_ORIGINAL_PARTITION = "original_partition"
 DLQ_ORIGINAL_OFFSET = "original_offset"
 
-# NOTE: spelt as confluent_kafka types them (Producer.produce takes it, Message.headers()
-# returns it or the dict form), so a record's headers pass through without conversion.
+# NOTE: spelt as confluent_kafka types them: Producer.produce takes Headers, and a fetched
+# record's headers() returns a list (or the dict form) of them.
 Headers = list[tuple[str, str | bytes | None]]
-HeadersMap = dict[str, str | bytes | None]
+FetchedHeaders = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None]
 
 # What decoding a record can raise; such a record is dead-lettered, never retried.
 DecodeFailure = (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError)
@@ -52,7 +52,7 @@ class Fetched(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
-    def headers(self) -> Headers | HeadersMap | None: ...
+    def headers(self) -> FetchedHeaders | None: ...
     def timestamp(self) -> tuple[int, int]: ...
 
 
@@ -95,7 +95,7 @@ def position(msg: Fetched) -> tuple[int, int]:
 def header_list(msg: Fetched) -> Headers:
     """The record's headers as (key, value) pairs, in order."""
     headers = msg.headers() or []
-    return list(headers.items()) if isinstance(headers, dict) else headers
+    return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
 
 
 def ingested_at_ns(msg: Fetched) -> int:

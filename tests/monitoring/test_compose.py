@@ -256,9 +256,7 @@ def dockerfile_lines() -> list[str]:
 
 def runtime_requirements() -> list[str]:
     """What the image installs: the lock file(s) its `pip install -r` lines name."""
-    locks = [
-        re.search(r"pip install -r (\S+)", line).group(1) for line in dockerfile_lines() if "pip install -r " in line
-    ]
+    locks = [m.group(1) for line in dockerfile_lines() if (m := re.search(r"pip install -r (\S+)", line))]
     assert locks, "the Dockerfile installs no requirements file"
     copied = {line.split()[-1]: line.split()[-2] for line in dockerfile_lines() if line.startswith("COPY ")}
     names: list[str] = []

@@ -51,7 +51,7 @@ lint: install  ## ruff (lint, format), mypy (pyproject [tool.mypy]), the layer c
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
-	@.venv/bin/lint-imports --no-cache
+	@.venv/bin/lint-imports --no-cache --no-logo
 
 kafka-start: install
 	@deploy/local/kafka.sh start

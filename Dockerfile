@@ -1,8 +1,8 @@
 # One slim image for both Python processes of the pipeline:
 #   api:           python -m service        (gunicorn, port 5000)
 #   consumer-pool: python -m consumer_pool  (metrics on 9108)
-# Only the runtime dependencies are installed: the "# Runtime..." sections of requirements.txt
-# (load-test and test tools stay out of the image).
+# Only the runtime dependencies are installed: requirements-runtime.txt, the pinned lock of
+# pyproject.toml's dependencies (load-test, test and lint tools stay out of the image).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
@@ -13,12 +13,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements-runtime.txt /tmp/requirements-runtime.txt
 # NOTE: confluent-kafka and psycopg[binary] ship manylinux wheels with librdkafka and libpq
 # inside, so no compiler or -dev packages are needed.
-RUN awk '/^#/ { keep = ($0 ~ /^# Runtime/) } keep && !/^#/ && NF' /tmp/requirements.txt > /tmp/runtime.txt \
- && pip install -r /tmp/runtime.txt \
- && rm /tmp/requirements.txt /tmp/runtime.txt \
+RUN pip install -r /tmp/requirements-runtime.txt \
+ && rm /tmp/requirements-runtime.txt \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
  && mkdir -p /app/data \
  && chown app:app /app/data

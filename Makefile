@@ -8,7 +8,7 @@ RAY_STAMP := .venv/.installed-ray
 
 install: $(VENV_STAMP)  ## .venv with the pinned dependencies
 
-$(VENV_STAMP): requirements.txt
+$(VENV_STAMP): requirements.txt requirements-runtime.txt
 	@command -v python3 >/dev/null || { echo "Python 3.10+ is needed"; exit 1; }
 	@[ -x $(PY) ] || python3 -m venv .venv
 	@echo "[install] pip install -r requirements.txt into .venv"
@@ -47,9 +47,11 @@ bench: install install-ray  ## throughput and latency figures for BENCHMARKS.md
 bench-ray: install install-ray  ## only the Ray backend against multiprocessing (bench/ray_pool.py)
 	@deploy/local/bench.sh ray_pool
 
-lint: install
+lint: install  ## ruff (lint, format), mypy (pyproject [tool.mypy]), the layer contract (lint-imports, [tool.importlinter])
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy
+	@.venv/bin/lint-imports --no-cache --no-logo
 
 kafka-start: install
 	@deploy/local/kafka.sh start

@@ -35,6 +35,7 @@ from harness.poll import wait_until
 from harness.process import PYTHON, ROOT, Process, spawn
 from harness.prometheus import diff, histogram, metric, scrape
 from pipeline.kafka_config import producer_config
+from pipeline.record import Headers
 from pipeline.settings import KafkaSettings
 
 SENSORS = 1000
@@ -87,7 +88,7 @@ def producer(broker: str, linger_ms: int) -> Producer:
 def produce_range(p: Producer, topic: str, start: int, stop: int) -> None:
     for i in range(start, stop):
         value = reading(i)
-        headers = [("ingested_at_ns", str(time.time_ns()).encode())]
+        headers: Headers = [("ingested_at_ns", str(time.time_ns()).encode())]
         while True:
             try:
                 p.produce(topic, value=value, key=value[14:22], headers=headers)

@@ -93,7 +93,9 @@ def dashboard(url: str, workdir: Path) -> Iterator[subprocess.Popen]:
 
 def stream_cost(stack: Endpoints, rounds: int, seconds: int, connections: int, workdir: Path) -> str:
     lua = single_reading_lua(f"rs-{new_run_id()}-")
-    api_pids = lambda: group_pids(stack.api_pid)  # noqa: E731
+    api_pid = stack.api_pid
+    assert api_pid is not None, "the stack was started without its API's process group"
+    api_pids = lambda: group_pids(api_pid)  # noqa: E731
     wrk(stack.api_url + "/sensor", lua, 3, connections)  # warm-up
     results: dict[str, list[tuple[float, float]]] = {"baseline": [], "50 streams": [], "50 streams + dashboard": []}
 
@@ -145,7 +147,7 @@ def build(path: Path, rows: int, target: str) -> None:
     own = DAYS * 86_400 // 10
     others = rows - own
     step = DAYS * 86_400 / (others / 2_000)
-    started, written, batch = time.monotonic(), 0, []
+    started, written, batch = time.monotonic(), 0, list[Record]()
 
     def flush() -> None:
         nonlocal written, batch

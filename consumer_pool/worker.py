@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import (
     TIMESTAMP_LOG_APPEND_TIME,
@@ -36,7 +36,16 @@ from consumer_pool.sinks import Sink, Written, make_sink
 from pipeline.backoff import backoff
 from pipeline.kafka_config import consumer_config, dlq_producer_config
 from pipeline.reading import ENCODER
-from pipeline.record import DecodeFailure, Fetched, Record, describe_failure, dlq_headers, from_record
+from pipeline.record import (
+    DecodeFailure,
+    Fetched,
+    Headers,
+    Record,
+    describe_failure,
+    dlq_headers,
+    from_record,
+    position,
+)
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +57,9 @@ IDLE_POLL_S = 0.25
 class Publisher(Protocol):
     """Where dead letters and alerts are produced: confluent_kafka.Producer fits."""
 
-    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any) -> None: ...
+    def produce(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, *, headers: Headers | None = None
+    ) -> None: ...
     def poll(self, timeout: float = ...) -> int: ...
     def flush(self, timeout: float = ...) -> int: ...
 
@@ -63,7 +74,13 @@ class Decoded:
     appended_ms: list[int] = field(default_factory=list)  # the broker's LogAppendTime of each record
 
 
-def decode(batch: Iterable[Message], on_error: Callable[[KafkaError], None]) -> Decoded:
+class Polled(Fetched, Protocol):
+    """A record as the consumer's poll returns it: confluent_kafka.Message fits."""
+
+    def error(self) -> KafkaError | None: ...
+
+
+def decode(batch: Iterable[Polled], on_error: Callable[[KafkaError], None]) -> Decoded:
     """Decode every record; an undecodable one is rejected but its offset still advances,
     so it never blocks its partition. Consumer errors carried in the batch go to `on_error`."""
     decoded = Decoded()
@@ -72,7 +89,8 @@ def decode(batch: Iterable[Message], on_error: Callable[[KafkaError], None]) -> 
         if error is not None:
             on_error(error)
             continue
-        decoded.offsets[msg.partition()] = msg.offset() + 1
+        partition, offset = position(msg)
+        decoded.offsets[partition] = offset + 1
         kind, stamp = msg.timestamp()
         if kind == TIMESTAMP_LOG_APPEND_TIME:
             decoded.appended_ms.append(stamp)
@@ -297,7 +315,10 @@ class Worker:
         # NOTE: librdkafka reports every commit, synchronous ones too, through _on_commit, in order.
         self._commits_in_flight.append(self._stored_at_ns)
         try:
-            self.consumer.commit(offsets=tps, asynchronous=not wait)
+            if wait:
+                self.consumer.commit(offsets=tps, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=tps, asynchronous=True)
         except KafkaException as e:
             owned = {tp.partition for tp in self.consumer.assignment()}
             self._uncommitted = {p: o for p, o in self._uncommitted.items() if p in owned}

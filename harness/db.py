@@ -91,12 +91,12 @@ class Store:
         if not path.exists():
             return []
         # NOTE: read-only, so reading never takes a write lock the pool is waiting for.
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
-            return conn.execute(sql.format(p="?"), (prefix,)).fetchall()
+            return db.execute(sql.format(p="?"), (prefix,)).fetchall()
         except sqlite3.OperationalError as e:
             if "no such table" in str(e):
                 return []
             raise
         finally:
-            conn.close()
+            db.close()

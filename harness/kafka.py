@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, P
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness.process import unique
+from pipeline.record import Headers, header_list, position
 from pipeline.topics import READINGS_TOPIC_CONFIG, REPLICATION_FACTOR
 
 _ADMINS: dict[str, AdminClient] = {}
@@ -85,6 +86,18 @@ def end_offsets(broker: str, topic: str, timeout: float = 10.0) -> dict[int, int
     return {p: high for p, (_, high) in watermarks(broker, topic, timeout).items()}
 
 
+def payload(msg: Message) -> bytes:
+    """A fetched record's value; the pipeline never writes a tombstone, so None fails the caller."""
+    value = msg.value()
+    assert value is not None, f"a tombstone at {msg.topic()}[{msg.partition()}]@{msg.offset()}"
+    return value
+
+
+def headers_of(msg: Message) -> dict[str, bytes]:
+    """A fetched record's headers by name (the pipeline writes bytes; a missing value is b"")."""
+    return {k: v.encode() if isinstance(v, str) else v or b"" for k, v in header_list(msg)}
+
+
 def read_topic(broker: str, topic: str, expected: int, timeout: float = 30) -> list[Message]:
     """Every record of `topic` from the beginning, until `expected` arrived (or timeout)."""
     consumer = _consumer(broker, unique("test-reader"), **{"auto.offset.reset": "earliest"})
@@ -130,17 +143,19 @@ def count_by_prefix(broker: str, topic: str, since: Mapping[int, int], prefix: s
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             for msg in consumer.consume(2000, 0.5):
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         todo.discard(msg.partition())
                     continue
-                if msg.offset() >= ends[msg.partition()]:
-                    todo.discard(msg.partition())
+                partition, offset = position(msg)
+                if offset >= ends[partition]:
+                    todo.discard(partition)
                     continue
                 if (msg.key() or b"").startswith(wanted):
                     count += 1
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    todo.discard(msg.partition())
+                if offset + 1 >= ends[partition]:
+                    todo.discard(partition)
         if todo:
             raise TimeoutError(f"could not read partitions {sorted(todo)} of {topic} to their end in {timeout:.0f} s")
         return count
@@ -165,11 +180,11 @@ def produce(broker: str, topic: str, values: Iterable[tuple[bytes, bytes]]) -> l
 
     def on_delivery(err: KafkaError | None, msg: Message) -> None:
         assert err is None, err
-        done.append(Produced(msg.key(), msg.value(), msg.partition(), msg.offset()))
+        done.append(Produced(msg.key() or b"", msg.value() or b"", *position(msg)))
 
     count = 0
     for key, value in values:
-        headers = [("ingested_at_ns", str(time.time_ns()).encode()), ("content-type", b"application/json")]
+        headers: Headers = [("ingested_at_ns", str(time.time_ns()).encode()), ("content-type", b"application/json")]
         producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
         producer.poll(0)
         count += 1
@@ -233,11 +248,14 @@ def topic_values(broker: str, topic: str, timeout: float = 60.0) -> list[bytes]:
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             for msg in consumer.consume(2000, 0.5):
-                if msg.error() is not None or msg.offset() >= ends[msg.partition()]:
+                if msg.error() is not None:
+                    continue
+                partition, offset = position(msg)
+                if offset >= ends[partition]:
                     continue
                 values.append(msg.value() or b"")
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    todo.discard(msg.partition())
+                if offset + 1 >= ends[partition]:
+                    todo.discard(partition)
         if todo:
             raise TimeoutError(f"could not read partitions {sorted(todo)} of {topic} to their end in {timeout:.0f} s")
         return values

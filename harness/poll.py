@@ -25,7 +25,7 @@ class ProcessExited(AssertionError):
 
 def wait_until(
     what: str,
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     timeout: float,
     proc: Process | None = None,
     interval: float = 0.2,

@@ -225,8 +225,8 @@ def gate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     thresholds = Thresholds(args.min_rps, args.max_failures, args.max_p99_ms, args.max_catchup_s)
     where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    load = f"{args.offered_rps:g} req/s offered by {args.users} users for {args.run_time:g} s"
-    print(f"[gate] run {run_id}: {load}; reports in {where}", flush=True)
+    offered = f"{args.offered_rps:g} req/s offered by {args.users} users for {args.run_time:g} s"
+    print(f"[gate] run {run_id}: {offered}; reports in {where}", flush=True)
     if args.api_url:
         if not (args.topic and args.pool_metrics_url and (args.sqlite_path or args.database_url)):
             print(

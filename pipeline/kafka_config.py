@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from pipeline.settings import KafkaSettings
 
+# A librdkafka configuration, as confluent_kafka's clients type it.
+Config = dict[str, str | int | float | bool]
 
-def producer_config(kafka: KafkaSettings) -> dict[str, object]:
+
+def producer_config(kafka: KafkaSettings) -> Config:
     """The API's producer: idempotent (acks=all, safe retries), batches shared by requests."""
     return {
         "enable.idempotence": True,  # implies acks=all and safe retries
@@ -24,7 +27,7 @@ def producer_config(kafka: KafkaSettings) -> dict[str, object]:
     }
 
 
-def consumer_config(kafka: KafkaSettings, group: str) -> dict[str, object]:
+def consumer_config(kafka: KafkaSettings, group: str) -> Config:
     """A pool worker: one member of `group`; offsets are committed by hand after the write."""
     return {
         "group.id": group,
@@ -45,7 +48,7 @@ def consumer_config(kafka: KafkaSettings, group: str) -> dict[str, object]:
     }
 
 
-def dlq_producer_config(kafka: KafkaSettings) -> dict[str, object]:
+def dlq_producer_config(kafka: KafkaSettings) -> Config:
     """DLQ and alerts: idempotent, acknowledged by all replicas before the batch is committed."""
     return {
         "enable.idempotence": True,
@@ -56,7 +59,7 @@ def dlq_producer_config(kafka: KafkaSettings) -> dict[str, object]:
     }
 
 
-def tail_config(kafka: KafkaSettings, name: str) -> dict[str, object]:
+def tail_config(kafka: KafkaSettings, name: str) -> Config:
     """The API's live tail (/stream): assigned partitions, no group membership, no commits."""
     return {
         "group.id": name,  # NOTE: required by librdkafka; never joined (assign(), not subscribe())

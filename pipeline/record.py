@@ -8,7 +8,7 @@ A record the pool cannot decode goes to the DLQ with the DLQ_* headers added.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -26,7 +26,10 @@ DLQ_ORIGINAL_TOPIC = "original_topic"
 DLQ_ORIGINAL_PARTITION = "original_partition"
 DLQ_ORIGINAL_OFFSET = "original_offset"
 
-Headers = list[tuple[str, bytes]]
+# NOTE: spelt as confluent_kafka types them: Producer.produce takes Headers, and a fetched
+# record's headers() returns a list (or the dict form) of them.
+Headers = list[tuple[str, str | bytes | None]]
+FetchedHeaders = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None]
 
 # What decoding a record can raise; such a record is dead-lettered, never retried.
 DecodeFailure = (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError)
@@ -49,7 +52,7 @@ class Fetched(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
-    def headers(self) -> Headers | None: ...
+    def headers(self) -> FetchedHeaders | None: ...
     def timestamp(self) -> tuple[int, int]: ...
 
 
@@ -81,9 +84,23 @@ def to_record(reading: Reading, received_ns: int) -> KafkaRecord:
     return next(to_records((reading,), received_ns))
 
 
+def position(msg: Fetched) -> tuple[int, int]:
+    """Partition and offset of a record fetched from the broker (which always has both)."""
+    partition, offset = msg.partition(), msg.offset()
+    if partition is None or offset is None:
+        raise ValueError(f"record without a position (partition {partition}, offset {offset})")
+    return partition, offset
+
+
+def header_list(msg: Fetched) -> Headers:
+    """The record's headers as (key, value) pairs, in order."""
+    headers = msg.headers() or []
+    return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+
+
 def ingested_at_ns(msg: Fetched) -> int:
     """API receipt time: header `ingested_at_ns`, else the record timestamp (ms)."""
-    for key, value in msg.headers() or ():
+    for key, value in header_list(msg):
         if key == INGESTED_AT_NS and value:
             try:
                 return int(value)
@@ -105,7 +122,7 @@ def from_record(msg: Fetched) -> Record:
 def dlq_headers(msg: Fetched, error: Exception) -> Headers:
     """The record's own headers plus why and where it failed."""
     return [
-        *(msg.headers() or ()),
+        *header_list(msg),
         (DLQ_ERROR, describe_failure(error).encode()),
         (DLQ_ERROR_TYPE, type(error).__name__.encode()),
         (DLQ_ORIGINAL_TOPIC, (msg.topic() or "").encode()),

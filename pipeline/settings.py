@@ -16,7 +16,7 @@ import argparse
 import os
 import typing
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from dotenv import load_dotenv
@@ -138,11 +138,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return load(env)
 
 
+StructT = TypeVar("StructT", bound=msgspec.Struct)
+
 SECTIONS: dict[str, type[msgspec.Struct]] = {"kafka": KafkaSettings, "api": ApiSettings, "pool": PoolSettings}
 
 
 def _fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
-    return msgspec.inspect.type_info(struct).fields  # type: ignore[union-attr]
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType), struct
+    return info.fields
 
 
 def _plain(field_type: msgspec.inspect.Type) -> msgspec.inspect.Type:
@@ -189,7 +193,7 @@ def _message(field: msgspec.inspect.Field, value: object) -> str:
     return f"{name} has an invalid value {value!r}"
 
 
-def _convert(struct: type[msgspec.Struct], values: dict[str, object]) -> Any:
+def _convert(struct: type[StructT], values: dict[str, object]) -> StructT:
     """msgspec.convert with its error turned into a ConfigError naming the variable."""
     try:
         return msgspec.convert(values, struct, strict=False)
@@ -212,7 +216,9 @@ def load(env: Mapping[str, str]) -> Settings:
         for key, value in env.items()
         if key.startswith(RDKAFKA_PREFIX) and len(key) > len(RDKAFKA_PREFIX)
     }
-    sections["kafka"] = msgspec.structs.replace(sections["kafka"], rdkafka=rdkafka)  # type: ignore[type-var]
+    kafka = sections["kafka"]
+    assert isinstance(kafka, KafkaSettings)
+    sections["kafka"] = msgspec.structs.replace(kafka, rdkafka=rdkafka)
     level = _raw(next(f for f in _fields(Settings) if f.name == "log_level"), env.get("LOG_LEVEL", ""))
     top = {"log_level": level} if level is not None else {}
     return msgspec.structs.replace(_convert(Settings, top), **sections)
@@ -226,7 +232,7 @@ def cli_flags(parser: argparse.ArgumentParser, struct: type[msgspec.Struct] = Po
     for field in _fields(struct):
         meta = field.type if isinstance(field.type, msgspec.inspect.Metadata) else None
         flag = (meta.extra or {}).get("cli") if meta else None
-        if not flag:
+        if meta is None or not flag:
             continue
         kind = _plain(field.type)
         help_text = f"{(meta.extra_json_schema or {}).get('description', '')} ({field.name.upper()})".strip()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # NOTE: where confluent_kafka.admin takes it from (its stubs live there)
 
+from pipeline.kafka_config import Config
 from pipeline.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,8 @@ REPLICATION_FACTOR = -1
 def ensure_topics(kafka: KafkaSettings, timeout: float = 10.0) -> None:
     """Create TOPIC_NAME (TOPIC_PARTITIONS), the DLQ and the alerts topic, replicated as the
     broker defaults say; existing ones are kept."""
-    admin = AdminClient(kafka.common())
+    config: Config = {**kafka.common()}
+    admin = AdminClient(config)
     wanted = {
         kafka.topic_name: (kafka.topic_partitions, READINGS_TOPIC_CONFIG),
         kafka.dlq_topic: (1, {}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon.asgi
 
 from pipeline.settings import ApiSettings
@@ -14,7 +16,7 @@ from service.resources import Sender
 
 def create_app(settings: ApiSettings, sender: Sender, read: ReadSide | None = None) -> falcon.asgi.App:
     """The API; `read` adds the read side (queries, /stream, /pipeline)."""
-    middleware: list[object] = [MetricsMiddleware(), ShedMiddleware(settings.api_shed_after_ms)]
+    middleware: list[Any] = [MetricsMiddleware(), ShedMiddleware(settings.api_shed_after_ms)]
     if settings.device_tokens_file:  # API keys and device tokens (service/device_tokens.py)
         tokens = device_tokens.DeviceTokens(settings.device_tokens_file)
         middleware.append(device_tokens.CredentialsMiddleware(settings.api_keys, tokens))

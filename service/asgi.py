@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.settings import Settings
@@ -32,7 +33,7 @@ class FlushOnShutdown:
         self.producer = producer
         self.timeout = timeout
 
-    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+    async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         left = await asyncio.to_thread(self.producer.close, self.timeout)
         log.info("worker %s flushed its producer (%d undelivered)", os.getpid(), left)
 

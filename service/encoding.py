@@ -66,6 +66,7 @@ def decompress(body: bytes, name: str, limit: int) -> bytes:
     if name == "identity":
         return body
     new: Callable[[], Any]
+    error: type[Exception]
     if name == "zstd":
         new, error = zstd.ZstdDecompressor, zstd.ZstdError
     elif name == "gzip":

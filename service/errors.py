@@ -88,7 +88,7 @@ async def handle_http_error(
     if 400 <= ex.status_code < 500:
         _rejected(ex.status_code, ex)
     _json(resp, ex.status_code, ex.description or ex.title, getattr(ex, "path", None))
-    for name, value in (ex.headers or {}).items():
+    for name, value in dict(ex.headers or {}).items():
         resp.set_header(name, value)
 
 
@@ -103,7 +103,8 @@ def register(app: falcon.asgi.App) -> None:
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(msgspec.DecodeError, handle_decode_error)
     app.add_error_handler(ReadingError, handle_reading_error)
-    app.add_error_handler((ProduceError, Overloaded), handle_unavailable)
+    app.add_error_handler(ProduceError, handle_unavailable)
+    app.add_error_handler(Overloaded, handle_unavailable)
     app.add_error_handler(StoreUnavailable, handle_store_unavailable)
     app.add_error_handler(NoStore, handle_no_store)
     app.add_error_handler(BadCursor, handle_bad_cursor)

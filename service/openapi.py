@@ -79,7 +79,7 @@ BODY = (
 )
 
 
-SECURITY = [{}, {"apiKey": []}, {"deviceToken": []}]
+SECURITY: list[dict[str, list[str]]] = [{}, {"apiKey": []}, {"deviceToken": []}]
 
 
 def build_document() -> bytes:
@@ -104,7 +104,7 @@ def build_document() -> bytes:
         "required": ["accepted"],
         "properties": {"accepted": {"type": "integer", "minimum": 1}},
     }
-    status = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+    status: dict[str, Any] = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "Sensor ingest API", "version": "1.0.0"},

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.kafka_config import producer_config
 from pipeline.reading import Reading
-from pipeline.record import to_records
+from pipeline.record import position, to_records
 from pipeline.settings import ApiSettings, KafkaSettings
 from service import metrics
 
@@ -81,7 +81,7 @@ class _Waiter:
             log.warning("delivery failed for key=%s: %s", msg.key(), err.str())
             self.error = self.error or err
         elif self.first is None:
-            self.first = Delivery(msg.partition(), msg.offset())
+            self.first = Delivery(*position(msg))
         self.pending -= 1
         if self.pending == 0:
             took = time.perf_counter() - self.started

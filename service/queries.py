@@ -181,7 +181,7 @@ def _readings_sql(type_: str | None, start: Any, end: Any, cursor: list[Any] | N
 
 
 def _alerts_sql(state: AlertState, sensor_id: str | None, cursor: list[Any] | None) -> tuple[str, list[Any]]:
-    where, args = ["1 = 1"], []
+    where, args = ["1 = 1"], list[Any]()
     if state != "all":
         where.append("state = ?")
         args.append(state)

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from pipeline.kafka_config import tail_config
+from pipeline.kafka_config import Config, tail_config
+from pipeline.record import position as record_position
 from pipeline.settings import KafkaSettings
 from service import metrics
 
@@ -154,7 +155,7 @@ class Tail:
         self._thread: threading.Thread | None = None
         self._ready: asyncio.Future[None] | None = None
 
-    def _config(self, purpose: str) -> dict[str, object]:
+    def _config(self, purpose: str) -> Config:
         return tail_config(self.kafka, f"sensor-api-{purpose}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
     async def start(self) -> None:
@@ -226,7 +227,8 @@ class Tail:
         for msg in batch:
             if msg.error() is not None:
                 continue
-            self.position[(msg.topic(), msg.partition())] = msg.offset() + 1
+            partition, offset = record_position(msg)
+            self.position[(msg.topic() or "", partition)] = offset + 1
             if self.clients:
                 event = frame(msg, self.topics[0], token(self.position, self.topics))
                 if event is not None:
@@ -265,13 +267,13 @@ class Tail:
                         yield chunk
             while True:
                 try:
-                    chunk = await asyncio.wait_for(client.queue.get(), KEEPALIVE_S)
+                    queued = await asyncio.wait_for(client.queue.get(), KEEPALIVE_S)
                 except asyncio.TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if chunk is None:
+                if queued is None:
                     return
-                yield chunk
+                yield queued
         finally:
             self.clients.discard(client)
             metrics.STREAM_CLIENTS.dec()
@@ -292,18 +294,21 @@ class Tail:
             deadline = time.monotonic() + 10
             while pending and time.monotonic() < deadline:
                 for msg in consumer.consume(500, 0.2):
-                    tp = (msg.topic(), msg.partition())
-                    if msg.error() is not None or tp not in pending:
+                    if msg.error() is not None:
+                        continue
+                    partition, offset = record_position(msg)
+                    tp = (msg.topic() or "", partition)
+                    if tp not in pending:
                         continue
                     end = ranges[tp][1]
-                    if msg.offset() >= end:
+                    if offset >= end:
                         pending.discard(tp)
                         continue
-                    position[tp] = msg.offset() + 1
+                    position[tp] = offset + 1
                     event = frame(msg, self.topics[0], token(position, self.topics))
                     if event is not None and wants(event):
                         frames.append(event.frame)
-                    if msg.offset() + 1 >= end:
+                    if offset + 1 >= end:
                         pending.discard(tp)
                 for tp in list(pending):  # retention may have removed the start: begin at what is left
                     low, _ = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)

@@ -14,7 +14,9 @@ NOT_SETTINGS = {"RDKAFKA_*"}  # a prefix, passed through to librdkafka
 def declared() -> dict[str, object]:
     fields = {}
     for struct in (*SECTIONS.values(), Settings):
-        for field in msgspec.inspect.type_info(struct).fields:
+        info = msgspec.inspect.type_info(struct)
+        assert isinstance(info, msgspec.inspect.StructType)
+        for field in info.fields:
             if field.name not in SECTIONS and field.name != "rdkafka":
                 fields[field.name.upper()] = field.default
     return fields

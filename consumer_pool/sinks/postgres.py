@@ -175,7 +175,7 @@ class PostgresSink(Sink):
         """The URL without its password, for logs."""
         params = psycopg.conninfo.conninfo_to_dict(self.url)
         params.pop("password", None)
-        return psycopg.conninfo.make_conninfo(**params)
+        return psycopg.conninfo.make_conninfo("", **params)
 
     def write(self, batch: Sequence[Record]) -> Written:
         if not batch:

@@ -28,7 +28,7 @@ trap 'exit 130' INT TERM
 say "installing Python dependencies"
 make -s install install-ray || exit 1
 
-say "lint (ruff)"
+say "lint (ruff, mypy, the import-layer contract)"
 make -s lint || exit 1
 
 say "fetching and starting Kafka"

@@ -4,6 +4,7 @@ with a real SQLite sink, plain records and the commit and publisher passed in.""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def records(n: int, partition: int = 0) -> list[Plain]:
 
 
 @pytest.fixture
-def sink(tmp_path: Path) -> SqliteSink:
+def sink(tmp_path: Path) -> Iterator[SqliteSink]:
     s = SqliteSink(str(tmp_path / "r.db"))
     s.setup()
     yield s
@@ -147,7 +148,7 @@ def test_alert_changes_are_produced_once_kafka_has_them_and_a_replay_produces_no
     h, published = handler(sink, commits)
     batch = [Plain(reading(0, 31.0), 0, 0), Plain(reading(1, 35.0), 0, 1), Plain(reading(2, 29.0), 0, 2)]
     h.handle(decode(batch, print), len(batch))
-    events = [(t, msgspec.json.decode(v)) for t, v, _ in published.records]
+    events = [(t, msgspec.json.decode(v or b"")) for t, v, _ in published.records]
     assert [(t, e["state"], e["value"]) for t, e in events] == [("alerts", "active", 31.0), ("alerts", "cleared", 29.0)]
     assert events[0][1]["id"] == events[1][1]["id"]  # one alert, raised then cleared
 
@@ -171,16 +172,21 @@ def test_an_alert_change_not_acknowledged_is_produced_again_with_the_next_batch(
     sink = SqliteSink(str(tmp_path / "a.db"), rules=parse_rules("temperature>30"))
     sink.setup()
     settings = Settings.from_env({"ALERTS_TOPIC": "alerts"})
-    lost, commits = Unreachable(), []
+    lost, commits = Unreachable(), list[dict[int, int]]()
+
+    def commit(offsets: dict[int, int]) -> bool:
+        commits.append(offsets)
+        return True
+
     with pytest.raises(KafkaException, match="not acknowledged"):
-        BatchHandler(settings, sink, lost, commits.append, sleep=lambda s: True).handle(
+        BatchHandler(settings, sink, lost, commit, sleep=lambda s: True).handle(
             decode([Plain(reading(0, 31.0), 0, 0)], print), 1
         )
     assert commits == []  # nothing committed: the record is replayed, but it is stored already
 
     h, published = handler(sink, commits)
     h.handle(decode([Plain(reading(0, 31.0), 0, 0)], print), 1)  # the replay: not new, yet the change is pending
-    assert [msgspec.json.decode(v)["state"] for _, v, _ in published.records] == ["active"]
+    assert [msgspec.json.decode(v or b"")["state"] for _, v, _ in published.records] == ["active"]
     h.handle(decode([Plain(reading(1, 32.0), 0, 1)], print), 1)
     assert len(published.records) == 1  # published once Kafka had it, then not again
     sink.close()
@@ -196,7 +202,7 @@ class FailingTwice(Sink):
 
     def setup(self) -> None: ...
 
-    def write(self, batch: list[Record]) -> Written:
+    def write(self, batch: Sequence[Record]) -> Written:
         if self.failures < 2:
             self.failures += 1
             raise SinkError("database is locked")

@@ -13,7 +13,7 @@ import pytest
 
 from consumer_pool.alerts import advance, parse_rules
 from harness.db import pg_count, pg_rows, sqlite_count, sqlite_rows
-from harness.kafka import committed, produce, read_topic
+from harness.kafka import committed, headers_of, payload, produce, read_topic
 from harness.poll import wait_until
 from harness.prometheus import metric, scrape
 from harness.readings import encoded, reading
@@ -37,9 +37,9 @@ def test_garbage_goes_to_the_dlq_while_the_rest_flow_and_e2e_is_observed(
 
     wait_until("the good readings", lambda: sqlite_count(db) == 200, 60, pool)
     dead = read_topic(kafka_broker, pool_env["DLQ_TOPIC"], expected=2)
-    assert sorted(m.value() for m in dead) == sorted(v for _, v in bad)
+    assert sorted(payload(m) for m in dead) == sorted(v for _, v in bad)
     for m in dead:
-        headers = dict(m.headers())
+        headers = headers_of(m)
         assert headers["error"]
         assert headers["original_topic"].decode() == topic
         assert int(headers["original_offset"]) in {100, 101}
@@ -50,10 +50,10 @@ def test_garbage_goes_to_the_dlq_while_the_rest_flow_and_e2e_is_observed(
     samples = wait_until(
         "metrics",
         lambda: (
-            (s := scrape(port))
-            and metric(s, "sensor_consumer_readings_total", result="dlq") == 2
+            s
+            if metric(s := scrape(port), "sensor_consumer_readings_total", result="dlq") == 2
             and metric(s, "sensor_consumer_readings_total", result="stored") == 200
-            and s
+            else None
         ),
         30,
         pool,
@@ -137,17 +137,17 @@ def test_replay_stores_once_and_keeps_aggregates_and_alerts_right(
 
     # The alert lifecycle ran once, on the first pass's new rows: each raise and clear was
     # produced once (at least once: a crash could repeat one, never alter it), the replay none.
-    expected = advance(
+    lifecycle = advance(
         parse_rules(rules["ALERT_RULES"]),
         [Record.of(decode_reading(msgspec.json.encode(r)), 0) for r in readings],
         {},
         {},
     )
-    assert expected.changed  # the readings do cross the thresholds
-    records = read_topic(kafka_broker, pool_env["ALERTS_TOPIC"], expected=len(expected.changed))
-    got = {(r.key().decode(), msgspec.json.decode(r.value())["state"]) for r in records}
-    assert got == {(row.id, row.state) for row in expected.changed}
-    assert len(records) == len(expected.changed)
+    assert lifecycle.changed  # the readings do cross the thresholds
+    records = read_topic(kafka_broker, pool_env["ALERTS_TOPIC"], expected=len(lifecycle.changed))
+    events = {((r.key() or b"").decode(), msgspec.json.decode(payload(r))["state"]) for r in records}
+    assert events == {(row.id, row.state) for row in lifecycle.changed}
+    assert len(records) == len(lifecycle.changed)
 
 
 def test_sink_outage_is_retried_without_committing(

@@ -5,7 +5,7 @@ web/package-lock.json, installed by `npm ci` on first use): it POSTs readings an
 them in the sensors table, the chart and the live messages (2 s each), raises an alert,
 acknowledges it with the button and sees it cleared. Its screenshots go to
 reports/screenshots/, or to DASHBOARD_SCREENSHOTS (`make screenshots`: docs/screenshots/,
-the README's).
+the ones docs/dashboard.md shows).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ idempotent start, exact stop and clear errors."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -145,7 +146,7 @@ def test_three_nodes_replicate_every_topic_and_stop_stops_all_three(tmp_path: Pa
             return bool(parts) and all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in parts)
 
         for topic in (kafka.topic_name, kafka.dlq_topic, kafka.alerts_topic, "__consumer_offsets"):
-            wait_until(f"{topic} on three replicas", lambda topic=topic: replicated(topic), 30)
+            wait_until(f"{topic} on three replicas", functools.partial(replicated, topic), 30)
         resource = ConfigResource("topic", kafka.topic_name)
         config = client.describe_configs([resource])[resource].result(30)
         assert config["min.insync.replicas"].value == "2"

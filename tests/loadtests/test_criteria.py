@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_a_healthy_run_passes_every_criterion() -> None:
         ({"catchup_s": None}, "consumer caught up"),
     ],
 )
-def test_each_criterion_fails_alone(change: dict[str, object], criterion: str) -> None:
+def test_each_criterion_fails_alone(change: dict[str, Any], criterion: str) -> None:
     assert failed(dataclasses.replace(GOOD, **change)) == [criterion]
 
 

@@ -12,7 +12,6 @@ import copy
 import json
 import logging
 import re
-import subprocess
 from importlib import metadata, resources
 from typing import Any
 
@@ -256,11 +255,19 @@ def dockerfile_lines() -> list[str]:
 
 
 def runtime_requirements() -> list[str]:
-    """What the image installs: run the Dockerfile's own awk filter over requirements.txt."""
-    run = next(line for line in dockerfile_lines() if line.startswith("RUN awk "))
-    program = re.search(r"awk '([^']+)'", run).group(1)
-    out = subprocess.run(["awk", program, str(ROOT / "requirements.txt")], capture_output=True, text=True, check=True)
-    return [re.split(r"[=<>\[ ]", line)[0].lower() for line in out.stdout.split()]
+    """What the image installs: the lock file(s) its `pip install -r` lines name."""
+    locks = [m.group(1) for line in dockerfile_lines() if (m := re.search(r"pip install -r (\S+)", line))]
+    assert locks, "the Dockerfile installs no requirements file"
+    copied = {line.split()[-1]: line.split()[-2] for line in dockerfile_lines() if line.startswith("COPY ")}
+    names: list[str] = []
+    for lock in locks:
+        assert not lock.startswith("-"), lock
+        lines = (ROOT / copied[lock]).read_text().splitlines()
+        assert not any(line.startswith("-r") for line in lines), "the image's lock must not include another file"
+        names += [
+            re.split(r"[=<>\[ ;]", line)[0].lower() for line in lines if line.strip() and not line.startswith("#")
+        ]
+    return names
 
 
 def test_dockerfile_is_slim_non_root_with_healthcheck() -> None:

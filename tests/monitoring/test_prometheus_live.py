@@ -9,6 +9,7 @@ on a topic that rejects every record, for real delivery errors and 503s), the po
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -158,7 +159,7 @@ def test_dashboard_and_alert_expressions_return_data(
             "sum(sensor_kafka_delivery_errors_total) > 0",
             'sum(sensor_api_requests_total{status="503"}) > 0',
         ):
-            wait_until(f"{expr} in Prometheus", lambda e=expr: query(prometheus, e), 90)
+            wait_until(f"{expr} in Prometheus", functools.partial(query, prometheus, expr), 90)
         # NOTE: a labelled counter appears at its first event, already at 1, and increase()
         # sees no increase in a series' first sample; a second dead letter after the first
         # was scraped is what makes the DLQ alert's increase() positive.
@@ -203,6 +204,7 @@ def test_dashboard_and_alert_expressions_return_data(
     def rows() -> dict[tuple[str, str], dict[str, Any]]:
         with psycopg.connect(pg_url) as conn:
             cursor = conn.execute(sql)
+            assert cursor.description is not None
             names = [c.name for c in cursor.description]
             found = {(r[0], r[1]): dict(zip(names, r, strict=True)) for r in cursor.fetchall()}
         return found if all(k in found and found[k]["value"] == v for k, v in latest.items()) else {}

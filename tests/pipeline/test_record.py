@@ -5,14 +5,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from pipeline.reading import Reading
-from pipeline.record import CONTENT_TYPE, INGESTED_AT_NS, JSON, from_record, to_record, to_records
+from pipeline.record import CONTENT_TYPE, INGESTED_AT_NS, JSON, Headers, from_record, to_record, to_records
 
 
 class Fetched:
     """The produced record as the pool would fetch it (confluent_kafka.Message's accessors)."""
 
-    def __init__(self, key: bytes, value: bytes, timestamp: int, headers: list[tuple[str, bytes]]) -> None:
+    def __init__(self, key: bytes, value: bytes, timestamp: int, headers: Headers) -> None:
         self._key, self._value, self._timestamp, self._headers = key, value, timestamp, headers
+
+    def topic(self) -> str:
+        return "sensor_data"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
 
     def key(self) -> bytes:
         return self._key
@@ -20,7 +29,7 @@ class Fetched:
     def value(self) -> bytes:
         return self._value
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> Headers:
         return self._headers
 
     def timestamp(self) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from harness.kafka import read_topic
+from harness.kafka import payload, read_topic
 from harness.poll import wait_until
 from harness.process import ROOT, free_port, unique
 from harness.readings import SEED_READING
@@ -93,7 +93,7 @@ def test_broker_outage_gives_503_then_recovers_without_false_acknowledgements(
 
     # Readings answered 503 may still arrive (the producer retries them); every 202 must.
     records = read_topic(private_broker.address, topic, expected=len(acknowledged) + len(during), timeout=30)
-    in_kafka = {identity(json.loads(r.value())) for r in records}
+    in_kafka = {identity(json.loads(payload(r))) for r in records}
     assert {identity(r) for r in acknowledged} <= in_kafka
     assert len(acknowledged) >= 41
 
@@ -138,6 +138,6 @@ def test_sigterm_mid_stream_loses_nothing_that_was_answered_2xx(
 
     assert "flushed its producer (0 undelivered)" in proc.log()
     records = read_topic(kafka_broker, topic, expected=len(acknowledged), timeout=30)
-    in_kafka = {identity(json.loads(r.value())) for r in records}
+    in_kafka = {identity(json.loads(payload(r))) for r in records}
     missing = {identity(r) for r in acknowledged} - in_kafka
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged readings are not in Kafka"

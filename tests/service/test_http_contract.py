@@ -12,7 +12,7 @@ import pytest
 import requests
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 
-from harness.kafka import read_at, read_topic, watermarks
+from harness.kafka import headers_of, payload, read_at, read_topic, watermarks
 from harness.prometheus import scrape, series
 from harness.readings import SEED_READING
 from tests.conftest import ApiFactory
@@ -101,7 +101,7 @@ def test_the_record_has_the_designed_key_value_timestamp_and_headers(api: str, k
     kind, ts_ms = record.timestamp()
     assert kind == TIMESTAMP_LOG_APPEND_TIME  # the broker's append time (pipeline/topics.py)
     assert before_ms - 1 <= ts_ms <= after_ms + 1
-    headers = dict(record.headers())
+    headers = headers_of(record)
     assert headers["content-type"] == b"application/json"
     received_ms = int(headers["ingested_at_ns"]) / 1_000_000
     assert before_ms - 1 <= received_ms <= ts_ms + 1  # received, then appended
@@ -126,7 +126,7 @@ def test_batches_are_all_or_nothing(api: str, kafka_broker: str, topic: str) -> 
     assert as_ndjson.json() == {"accepted": 50} and as_ndjson.status_code == 202
     records = read_topic(kafka_broker, topic, expected=100)
     assert len(records) == 100
-    assert {(r.key(), json.loads(r.value())["type"]) for r in records} == {
+    assert {(r.key(), json.loads(payload(r))["type"]) for r in records} == {
         (f"s{i}".encode(), t) for i in range(50) for t in ("temperature", "humidity")
     }
 

@@ -12,6 +12,7 @@ import os
 import time
 import tracemalloc
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import falcon.testing
@@ -36,7 +37,7 @@ def post(c: falcon.testing.TestClient, path: str, body: bytes, **headers: str) -
     return c.simulate_post(path, body=body, headers={"Content-Type": "application/json", **headers})
 
 
-COMPRESS = {
+COMPRESS: dict[str, Callable[[bytes], bytes]] = {
     "gzip": gzip.compress,
     "deflate": zlib.compress,
     "zstd": zstd.compress,

@@ -12,13 +12,14 @@ import socket
 import ssl
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 import trustme
 
-from harness.kafka import read_topic
+from harness.kafka import payload, read_topic
 from harness.poll import wait_until
 from harness.prometheus import metric, scrape
 from harness.readings import SEED_READING
@@ -29,10 +30,13 @@ pytestmark = pytest.mark.integration
 
 
 def test_compressed_batches_reach_kafka_as_sent(api: str, kafka_broker: str, topic: str) -> None:
-    sent = []
-    for i, (coding, compress) in enumerate(
-        [("gzip", gzip.compress), ("deflate", zlib.compress), ("zstd", zstd.compress)]
-    ):
+    sent: list[str] = []
+    codings: list[tuple[str, Callable[[bytes], bytes]]] = [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("zstd", zstd.compress),
+    ]
+    for i, (coding, compress) in enumerate(codings):
         batch = [{**SEED_READING, "sensor_id": f"{coding}-{n}"} for n in range(20)]
         ndjson = "\n".join(json.dumps(r) for r in batch).encode()
         resp = requests.post(
@@ -42,8 +46,8 @@ def test_compressed_batches_reach_kafka_as_sent(api: str, kafka_broker: str, top
             timeout=15,
         )
         assert (resp.status_code, resp.json()) == (202, {"accepted": 20}), (i, resp.text)
-        sent += [r["sensor_id"] for r in batch]
-    got = sorted(json.loads(m.value())["sensor_id"] for m in read_topic(kafka_broker, topic, len(sent)))
+        sent += [str(r["sensor_id"]) for r in batch]
+    got = sorted(json.loads(payload(m))["sensor_id"] for m in read_topic(kafka_broker, topic, len(sent)))
     assert got == sorted(sent)
 
 

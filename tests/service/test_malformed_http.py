@@ -1,7 +1,7 @@
 """Malformed HTTP over a raw socket to the real API (gunicorn + uvicorn + httptools): every
 case gets a 4xx (or a closed connection), never a 5xx, and the worker keeps answering.
 
-The cases and their answers are summed up in the README ("Hostile input, and what it gets").
+The cases and their answers are summed up in docs/api.md ("Hostile input, and what it gets").
 """
 
 from __future__ import annotations

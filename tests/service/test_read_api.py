@@ -53,7 +53,7 @@ def reading(sensor: str, second: int, value: float, type_: str = "temperature", 
     }
 
 
-def get(stack: Endpoints, path: str, status: int = 200, **params: object) -> dict:
+def get(stack: Endpoints, path: str, status: int = 200, /, **params: str | int) -> dict:
     resp = requests.get(stack.api_url + path, params=params, timeout=10)
     assert resp.status_code == status, resp.text
     return resp.json()

@@ -7,7 +7,7 @@ import json
 import msgspec
 import requests
 
-from harness.kafka import read_at, read_topic
+from harness.kafka import payload, read_at, read_topic
 from harness.readings import SEED_READING
 
 
@@ -18,7 +18,7 @@ def test_seed_reading_is_acknowledged_and_stored_in_kafka(api: str, kafka_broker
     body = resp.json()
     assert body["status"] == "accepted"
     record = read_at(kafka_broker, topic, body["partition"], body["offset"])
-    assert json.loads(record.value()) == SEED_READING
+    assert json.loads(payload(record)) == SEED_READING
     assert record.key() == b"sensor01"
 
 
@@ -39,6 +39,8 @@ def test_every_posted_reading_is_consumed_with_the_same_content(api: str, kafka_
     records = read_topic(kafka_broker, topic, expected=len(sent))
 
     assert len(records) == len(sent)
-    received = sorted((msgspec.json.decode(r.value()) for r in records), key=lambda r: (r["timestamp"], r["sensor_id"]))
+    received = sorted(
+        (msgspec.json.decode(payload(r)) for r in records), key=lambda r: (r["timestamp"], r["sensor_id"])
+    )
     assert received == sorted(sent, key=lambda r: (r["timestamp"], r["sensor_id"]))
-    assert all(r.key().decode() == json.loads(r.value())["sensor_id"] for r in records)
+    assert all((r.key() or b"").decode() == json.loads(payload(r))["sensor_id"] for r in records)

@@ -4,6 +4,7 @@ sink exactly as sent, nothing answered 422 reaches Kafka, and nothing is dead-le
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -87,13 +88,12 @@ def test_what_is_answered_202_is_stored_by_every_sink(
             for s, t, ts, v, u, loc in pg_rows(pg_url, f"SELECT {COLUMNS} FROM readings")
         }
 
+    def all_stored(sink: str) -> set[Row]:
+        rows = stored(sink)
+        return rows if len(rows) >= len(expected) else set()
+
     for sink, proc in pools.items():
-        got = wait_until(
-            f"{sink} to store {len(expected)} readings",
-            lambda s=sink: len(stored(s)) >= len(expected) and stored(s),
-            60,
-            proc,
-        )
+        got = wait_until(f"{sink} to store {len(expected)} readings", functools.partial(all_stored, sink), 60, proc)
         assert got == expected, (sink, got ^ expected)
     dlq = watermarks(kafka_broker, f"{topic}.dlq")
     assert sum(high for _, high in dlq.values()) == 0, "a reading the API accepted was dead-lettered"

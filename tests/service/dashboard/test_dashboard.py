@@ -65,10 +65,10 @@ def test_an_unchanged_file_is_a_304_and_a_changed_etag_gets_the_file(client) -> 
     "path",
     [
         "nope.js",
-        "../dashboard.py",
-        "..%2Fdashboard.py",
-        "%2e%2e/app.py",
-        "vendor/../../app.py",
+        "../resources.py",  # the module beside static/
+        "..%2Fresources.py",
+        "%2e%2e/%2e%2e/app.py",
+        "vendor/../../resources.py",
         "/etc/passwd",
         "vendor",
         "",

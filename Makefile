@@ -83,8 +83,8 @@ postman:  ## the Postman collection, run by newman against the running API (API_
 	  node_modules/.bin/newman run sensor-api.postman_collection.json -e local.postman_environment.json \
 	    --env-var baseUrl=http://127.0.0.1:$${API_PORT:-5000}
 
-# --- The dashboard's front-end files and screenshots (see web/, service/dashboard/) -------
-vendor:  ## refresh service/dashboard/vendor/ (uPlot) from the versions web/package-lock.json pins
+# --- The dashboard's front-end files and screenshots (see web/, service/dashboard/static/) -------
+vendor:  ## refresh service/dashboard/static/vendor/ (uPlot) from the versions web/package-lock.json pins
 	@cd web && npm ci --no-audit --no-fund --loglevel=error && node vendor.mjs
 
 screenshots: install  ## the README's dashboard screenshots (docs/screenshots/), taken by the browser test on its own stack

@@ -4,7 +4,7 @@ Prints `Running on http://127.0.0.1:5000` and `Running on http://0.0.0.0:5000`, 
 POST /sensor with gunicorn. Configuration comes from the environment and `.env`.
 """
 
-from service.__main__ import main
+from service.server.main import main
 
 if __name__ == "__main__":
     main()

@@ -109,7 +109,7 @@ async def healthz() -> dict[str, str]:
 def command(workers: int, port: int, host: str = "127.0.0.1", server: str = "gunicorn") -> list[str]:
     """argv serving this app with `workers` processes: gunicorn + UvicornWorker (default) or plain uvicorn.
 
-    Keep-alive 5 s as in service/gunicorn_conf.py; "auto" picks uvloop and httptools.
+    Keep-alive 5 s as in service/server/gunicorn_conf.py; "auto" picks uvloop and httptools.
     """
     if server == "uvicorn":
         args = f"uvicorn {__name__}:app --workers {workers} --host {host} --port {port} --timeout-keep-alive 5"

@@ -1,7 +1,7 @@
 """`python -m bench.service`: the ingest API against its baselines, side by side in one run.
 
 Closed loop (wrk), single readings and 1,000-reading batches, acknowledged by Kafka:
-- the real API (Falcon ASGI on gunicorn's uvicorn workers, service/gunicorn_conf.py);
+- the real API (Falcon ASGI on gunicorn's uvicorn workers, service/server/gunicorn_conf.py);
 - the FastAPI + pydantic + aiokafka endpoint of bench/fastapi_baseline.py (what a user would
   write instead), with the same number of workers, on the same broker, under the same load;
 - the bare Falcon ASGI + msgspec app of bench/bare_app.py (decode, no Kafka), same settings.
@@ -55,7 +55,7 @@ def serve(name: str, args: list[str], port: int, env: dict[str, str]) -> Iterato
 
 
 def gunicorn(app: str) -> list[str]:
-    return [PYTHON, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", app]
+    return [PYTHON, "-m", "gunicorn", "-c", "python:service.server.gunicorn_conf", app]
 
 
 @dataclass
@@ -130,7 +130,7 @@ def main() -> None:
         # NOTE: all three servers run at once and the single-reading runs take turns, so a
         # machine that gets slower or faster during the bench moves every server alike.
         with (
-            serve("API", gunicorn("service.asgi:app"), 5071, env) as api_server,
+            serve("API", gunicorn("service.server.asgi:app"), 5071, env) as api_server,
             serve("FastAPI", fastapi_baseline.command(workers, 5074), 5074, env) as fastapi_server,
             serve("bare", gunicorn("bench.bare_app:app"), 5073, env) as bare_server,
         ):

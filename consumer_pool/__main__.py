@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import shutil
 import sys
-import tempfile
 
 from consumer_pool import logs
 from consumer_pool.errors import EXIT_CONFIG_ERROR, WORKER_BOOT_ERROR, RuleError
+from pipeline import metrics_folder
 from pipeline.settings import ConfigError, PoolSettings, Settings, apply_flags, cli_flags
 
 
@@ -24,12 +22,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m consumer_pool", description=__doc__.splitlines()[0])
     cli_flags(parser, PoolSettings)
     return parser.parse_args(argv)
-
-
-def metrics_dir(pool: PoolSettings) -> str:
-    return pool.consumer_metrics_dir or os.path.join(
-        tempfile.gettempdir(), f"sensor-pool-metrics-{pool.consumer_metrics_port}"
-    )
 
 
 def configure(argv: list[str] | None) -> Settings:
@@ -54,12 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {e}", file=sys.stderr, flush=True)
         return EXIT_CONFIG_ERROR
 
-    # NOTE: written before anything imports prometheus_client (it reads the variable at
-    # import); spawned workers inherit it.
-    folder = metrics_dir(settings.pool)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    # NOTE: before anything imports prometheus_client (it reads the variable at import);
+    # spawned workers inherit it.
+    folder = metrics_folder.pool_folder(settings.pool)
+    metrics_folder.clear(folder)
+    metrics_folder.use(folder)
 
     import logging
 

@@ -1,8 +1,8 @@
 """The pool's metrics (names fixed by docs/contract.md), shared by every process of the pool.
 
 NOTE: prometheus-client chooses multiprocess mode when first imported, so the supervisor
-sets PROMETHEUS_MULTIPROC_DIR (the pool's own folder) before anything imports this module;
-spawned workers inherit it.
+sets PROMETHEUS_MULTIPROC_DIR (the pool's own folder, pipeline/metrics_folder.py) before
+anything imports this module; spawned workers inherit it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from pipeline.stages import STAGE
+from pipeline.stages import stage_histogram
 
 # NOTE: fine steps between 5 and 300 ms, where the 200 ms budget and our p99 live, so the
 # quantiles interpolated from the buckets (the CI gate, the dashboard) are not coarse.
@@ -47,9 +47,9 @@ WRITE_BUCKETS = (
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 2500, 5000, 10000)
 
 # The latency budget by stage (pipeline/stages.py).
-APPEND_TO_FETCH = STAGE.labels("append_to_fetch")  # per record: broker LogAppendTime -> poll returned
-FETCH_TO_STORE = STAGE.labels("fetch_to_store")  # per batch: poll returned -> sink write done
-STORE_TO_COMMIT = STAGE.labels("store_to_commit")  # per batch: write done -> offsets committed
+APPEND_TO_FETCH = stage_histogram().labels("append_to_fetch")  # per record: broker LogAppendTime -> poll returned
+FETCH_TO_STORE = stage_histogram().labels("fetch_to_store")  # per batch: poll returned -> sink write done
+STORE_TO_COMMIT = stage_histogram().labels("store_to_commit")  # per batch: write done -> offsets committed
 
 READINGS = Counter(
     "sensor_consumer_readings_total",

@@ -11,14 +11,16 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
-
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
 
 
 def parse(text: str) -> Samples:
     """Every sample of a Prometheus text exposition as {(sample name, sorted labels): value}."""
+    # NOTE: imported here, not at import: importing any of prometheus_client picks its
+    # multiprocess mode (pipeline/metrics_folder.py), and the API imports this module early.
+    from prometheus_client.parser import text_string_to_metric_families
+
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

@@ -14,7 +14,12 @@ from typing import Annotated
 
 import msgspec
 
-SensorId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+# The sensor-id rule, stated once: the model, the read API's path parameter and the OpenAPI
+# document all take it from here.
+SENSOR_ID_CHARS = "A-Za-z0-9._:-"  # a regex character class's body
+SENSOR_ID_MAX = 64
+SensorId = Annotated[str, msgspec.Meta(min_length=1, max_length=SENSOR_ID_MAX, pattern=f"^[{SENSOR_ID_CHARS}]+$")]
+_SENSOR_ID = re.compile(f"[{SENSOR_ID_CHARS}]{{1,{SENSOR_ID_MAX}}}")
 # NOTE: PostgreSQL's text cannot hold NUL. The schema says so (the pattern is for the
 # OpenAPI document and its fuzzers); `__post_init__` enforces it, cheaper than three regexes.
 _NO_NUL = {"pattern": "^[^\\x00]*$"}
@@ -150,6 +155,11 @@ def _decode_items(items: list[tuple[int, bytes | msgspec.Raw]], *, ndjson: bool 
     if errors:
         raise BatchError(errors, invalid)
     return readings
+
+
+def is_sensor_id(text: str) -> bool:
+    """Whether `text` is a sensor id a reading may carry (no final newline either)."""
+    return _SENSOR_ID.fullmatch(text) is not None
 
 
 def encode(reading: Reading) -> bytes:

@@ -83,7 +83,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     pool_metrics_url: str = ""
     # Ingest hardening (issue 14): a request's headers past this many bytes get 431 and close.
     api_max_header_bytes: Positive = 65_536
-    # Per-device tokens: `<token> <sensor id or prefix*> ...` per line (service/device_tokens.py)
+    # Per-device tokens: `<token> <sensor id or prefix*> ...` per line (service/ingest/device_tokens.py)
     device_tokens_file: str = ""
     # Per token, key or client address, per worker: POSTs a second (0: no limit), and the burst
     # (0: RATE_LIMIT_RPS rounded up, at least 1); past it, 429 + Retry-After.

@@ -7,13 +7,18 @@ append_to_fetch     pool, per record: the broker's LogAppendTime -> the poll tha
 fetch_to_store      pool, per batch: poll returned -> sink write done (batch wait, decode, write)
 store_to_commit     pool, per batch: write done -> offsets committed (DLQ/alert flush, commit)
 
-NOTE: imported by service/metrics.py and consumer_pool/metrics.py only, after each has set
-PROMETHEUS_MULTIPROC_DIR (prometheus-client reads it at import).
+NOTE: nothing is registered at import: `stage_histogram()` imports prometheus-client and
+registers the histogram at its first call, from service/metrics.py or consumer_pool/metrics.py,
+after the process's metrics folder was set (pipeline/metrics_folder.py).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Histogram
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
 
 STAGE_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
@@ -21,4 +26,10 @@ STAGE_BUCKETS = (
 )  # fmt: skip
 STAGES = ("receipt_to_produce", "produce_to_ack", "append_to_fetch", "fetch_to_store", "store_to_commit")
 
-STAGE = Histogram("sensor_pipeline_stage_seconds", "Latency of one pipeline stage", ["stage"], buckets=STAGE_BUCKETS)
+
+@cache
+def stage_histogram() -> Histogram:
+    """The stage histogram of this process, registered at the first call."""
+    from prometheus_client import Histogram
+
+    return Histogram("sensor_pipeline_stage_seconds", "Latency of one pipeline stage", ["stage"], buckets=STAGE_BUCKETS)

@@ -1,1 +1,1 @@
-"""Sensor ingest HTTP API: validates readings and produces them to Kafka."""
+"""The HTTP API: ingest to Kafka, the read side, the dashboard (docs/contract.md, "HTTP API")."""

@@ -7,17 +7,21 @@ from typing import Any
 import falcon.asgi
 
 from pipeline.settings import ApiSettings
-from service import dashboard, device_tokens, errors, rate_limit, read_resources, resources
-from service.middleware import ApiKeyMiddleware, MetricsMiddleware, ShedMiddleware
+from service import errors, metrics
+from service.dashboard import resources as dashboard
+from service.ingest import device_tokens, rate_limit, resources
+from service.ingest.resources import Sender
 from service.openapi import build_document
-from service.read_resources import ReadSide
-from service.resources import Sender
+from service.read import resources as read_resources
+from service.read.resources import ReadSide
+from service.server.middleware import ApiKeyMiddleware, MetricsMiddleware, ShedMiddleware
 
 
 def create_app(settings: ApiSettings, sender: Sender, read: ReadSide | None = None) -> falcon.asgi.App:
     """The API; `read` adds the read side (queries, /stream, /pipeline)."""
+    metrics.register()
     middleware: list[Any] = [MetricsMiddleware(), ShedMiddleware(settings.api_shed_after_ms)]
-    if settings.device_tokens_file:  # API keys and device tokens (service/device_tokens.py)
+    if settings.device_tokens_file:  # API keys and device tokens (service/ingest/device_tokens.py)
         tokens = device_tokens.DeviceTokens(settings.device_tokens_file)
         middleware.append(device_tokens.CredentialsMiddleware(settings.api_keys, tokens))
     elif settings.api_keys:

@@ -1,4 +1,5 @@
-"""Map library errors to JSON HTTP errors in one place: `{"error": ..., "path": ...}`."""
+"""Every JSON reply in one place: `reply()` for the resources, and the map of library errors to
+JSON HTTP errors, `{"error": ..., "path": ...}`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,26 @@ import falcon.asgi
 import msgspec
 
 from pipeline.reading import BatchError, ReadingError
-from service import encoding, metrics
-from service.middleware import Overloaded
-from service.producer import ProduceError
+from service import metrics
+from service.ingest import encoding
+from service.ingest.producer import ProduceError
 from service.queries import BadCursor, StoreUnavailable
-from service.read_resources import NoStore
+from service.server.middleware import Overloaded
 
 log = logging.getLogger(__name__)
+
+
+class NoStore(Exception):
+    """SINK=console: there is nothing to query."""
+
+
+def reply(resp: falcon.asgi.Response, body: Any, status: int = 200, *, no_store: bool = False) -> None:
+    """A JSON body; `no_store` forbids caches to keep it (the read side's answers change)."""
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = msgspec.json.encode(body)
+    if no_store:
+        resp.set_header("Cache-Control", "no-store")
 
 
 def _json(resp: falcon.asgi.Response, status: int, message: str, path: str | None = None, **more: Any) -> None:
@@ -24,9 +38,7 @@ def _json(resp: falcon.asgi.Response, status: int, message: str, path: str | Non
     if path:
         body["path"] = path
     body.update(more)
-    resp.status = status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.data = msgspec.json.encode(body)
+    reply(resp, body, status)
 
 
 def _rejected(status: int, ex: Exception) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from pipeline.reading import MAX_LISTED, Reading
-from service.openapi_read import read_paths
+from service.read.openapi import read_paths
 
 JSON = "application/json"
 

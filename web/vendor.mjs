@@ -1,7 +1,7 @@
 // The dashboard's vendored front-end files, copied from node_modules (what package-lock.json
-// pins; run `npm ci` first, `make vendor` does both). The API serves service/dashboard/ as it
+// pins; run `npm ci` first, `make vendor` does both). The API serves service/dashboard/static/ as it
 // is, with no build step at run time.
-//   node vendor.mjs                  refresh service/dashboard/vendor/
+//   node vendor.mjs                  refresh service/dashboard/static/vendor/
 //   node vendor.mjs --check [DIR]    exit 1, naming the files, unless DIR (default: that
 //                                    folder) holds exactly these copies (tests/dashboard/)
 import { copyFileSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const check = process.argv[2] === '--check';
-const target = resolve(process.argv[check ? 3 : 2] ?? join(here, '..', 'service', 'dashboard', 'vendor'));
+const target = resolve(process.argv[check ? 3 : 2] ?? join(here, '..', 'service', 'dashboard', 'static', 'vendor'));
 
 // [package, file in the package, name in vendor/]
 const FILES = [

@@ -11,7 +11,7 @@ import pytest
 
 from harness.npm import npm_ci
 from harness.process import ROOT
-from service.dashboard import DIRECTORY
+from service.dashboard.resources import DIRECTORY
 
 pytestmark = pytest.mark.integration  # npm ci and node
 

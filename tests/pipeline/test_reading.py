@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from harness.readings import SEED_READING
-from pipeline.reading import ReadingError, decode_batch, decode_reading, encode
+from pipeline.reading import ReadingError, decode_batch, decode_reading, encode, is_sensor_id
 
 
 def body(**changes: object) -> bytes:
@@ -86,3 +86,14 @@ def test_an_ndjson_batch_skips_blank_lines_and_reports_the_line_index() -> None:
     assert info.value.path == "$[1].sensor_id"
     with pytest.raises(msgspec.DecodeError, match="line 2"):
         decode_batch(good + b"\n{not json", ndjson=True)
+
+
+@pytest.mark.parametrize("sensor_id", ["s1", "lab-1.a:b_c", "x" * 64, "", "x" * 65, "a b", "s1\n", "é", "a/b"])
+def test_is_sensor_id_is_the_models_rule(sensor_id: str) -> None:
+    """The read API checks path parameters with it: it must accept what a reading may carry."""
+    try:
+        decode_reading(msgspec.json.encode({**SEED_READING, "sensor_id": sensor_id}))
+        valid = True
+    except ReadingError:
+        valid = False
+    assert is_sensor_id(sensor_id) is valid

@@ -21,9 +21,9 @@ import pytest
 from harness.readings import SEED_READING
 from pipeline.settings import ApiSettings
 from service.app import create_app
-from service.device_tokens import Grant, TokenFileError, parse
-from service.encoding import zstd
-from service.rate_limit import TokenBuckets
+from service.ingest.device_tokens import Grant, TokenFileError, parse
+from service.ingest.encoding import zstd
+from service.ingest.rate_limit import TokenBuckets
 from tests.service.test_app import Unreachable
 
 BAD = {**SEED_READING, "value": "hot"}  # decodes to a 422 naming $.value: proof the body was read

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.reading import SENSOR_ID_CHARS, SENSOR_ID_MAX
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -19,7 +21,9 @@ _TS = {"type": "string", "format": "date-time"}
 _NULL_STR = {"type": ["string", "null"]}
 _LIMIT = {"type": "integer", "minimum": 1}
 _CURSOR = _param("cursor", {"type": "string"}, "next_cursor of the previous page")
-_SENSOR = _param("sensor_id", {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}, "the sensor", "path")
+_SENSOR = _param(
+    "sensor_id", {"type": "string", "pattern": f"^[{SENSOR_ID_CHARS}]{{1,{SENSOR_ID_MAX}}}$"}, "the sensor", "path"
+)
 _TYPE = _param("type", {"type": "string", "maxLength": 32}, "only this reading type")
 _FROM = _param("from", _TS, "from this time (inclusive), RFC 3339 with a zone")
 _TO = _param("to", _TS, "until this time (exclusive), RFC 3339 with a zone")

@@ -1,5 +1,5 @@
 """The dashboard's files as the API serves them (in process): content types, cache headers,
-304s, nothing outside service/dashboard/, and every module or stylesheet the page or its
+304s, nothing outside service/dashboard/static/, and every module or stylesheet the page or its
 modules name is one the API serves. The page running in a browser is tests/dashboard/."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.settings import ApiSettings
 from service.app import create_app
-from service.dashboard import DIRECTORY, load_assets
+from service.dashboard.resources import DIRECTORY, load_assets
 from tests.service.test_app import Unreachable
 
 
@@ -65,10 +65,10 @@ def test_an_unchanged_file_is_a_304_and_a_changed_etag_gets_the_file(client) -> 
     "path",
     [
         "nope.js",
-        "../dashboard.py",
-        "..%2Fdashboard.py",
-        "%2e%2e/app.py",
-        "vendor/../../app.py",
+        "../resources.py",  # the module beside static/
+        "..%2Fresources.py",
+        "%2e%2e/%2e%2e/app.py",
+        "vendor/../../resources.py",
         "/etc/passwd",
         "vendor",
         "",

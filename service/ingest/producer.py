@@ -109,6 +109,7 @@ class ReadingProducer:
     def __init__(self, kafka: KafkaSettings, api: ApiSettings) -> None:
         self.kafka = kafka
         self.api = api
+        metrics.register()  # its delivery thread reports from the start
         self._producer = Producer(producer_config(kafka))
         self._running = True
         self._thread = threading.Thread(target=self._serve_deliveries, name="kafka-delivery", daemon=True)

@@ -23,7 +23,7 @@ from harness.kafka import payload, read_topic
 from harness.poll import wait_until
 from harness.prometheus import metric, scrape
 from harness.readings import SEED_READING
-from service.encoding import zstd
+from service.ingest.encoding import zstd
 from tests.conftest import ApiFactory
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def test_tls_with_a_certificate_made_here(start_api: ApiFactory, tmp_path: Path)
     plain = base.replace("https://", "http://")
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"{plain}/healthz", timeout=5)  # no plain HTTP beside it
-    # the header deadline (service/http_protocol.py) holds over TLS: silence gets 408 and a close
+    # the header deadline (service/server/http_protocol.py) holds over TLS: silence gets 408 and a close
     host, port = base.removeprefix("https://").split(":")
     context = ssl.create_default_context(cafile=str(ca_file))
     with (

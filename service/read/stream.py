@@ -27,6 +27,7 @@ import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pipeline.kafka_config import Config, tail_config
+from pipeline.reading import READING_DECODER
 from pipeline.record import position as record_position
 from pipeline.settings import KafkaSettings
 from service import metrics
@@ -37,18 +38,6 @@ Position = dict[tuple[str, int], int]  # (topic, partition) -> next offset
 KEEPALIVE_S = 15.0
 CLIENT_QUEUE = 1000  # batches; a client this far behind is disconnected (it can resume)
 _ENCODER = msgspec.json.Encoder()
-
-
-class _Reading(msgspec.Struct):
-    sensor_id: str
-    type: str
-    timestamp: str
-    value: float
-    unit: str | None = None
-    location: str | None = None
-
-
-_READING = msgspec.json.Decoder(_Reading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +79,24 @@ def frame(msg: Message, readings_topic: str, event_id: str) -> Event | None:
     key = msg.key()
     try:
         if topic == readings_topic:
-            reading = _READING.decode(value)
+            # NOTE: the one reading model (pipeline/reading.py); a record it refuses is skipped.
+            # `reading` lists every field, null `unit`/`location` included (docs/contract.md).
+            reading = READING_DECODER.decode(value)
+            fields = {
+                "sensor_id": reading.sensor_id,
+                "type": reading.type,
+                "timestamp": reading.timestamp,
+                "value": reading.value,
+                "unit": reading.unit,
+                "location": reading.location,
+            }
             body = {
                 "topic": topic,
                 "partition": msg.partition(),
                 "offset": msg.offset(),
                 "key": key.decode(errors="replace") if key else None,
                 "record": value.decode(errors="replace"),
-                "reading": reading,
+                "reading": fields,
             }
             sensor_id, type_, kind = reading.sensor_id, reading.type, b"reading"
         else:

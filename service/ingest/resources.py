@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
 import falcon
 import falcon.asgi
@@ -15,8 +15,10 @@ import msgspec
 
 from pipeline.reading import Reading, decode_batch, decode_reading
 from pipeline.settings import ApiSettings
-from service import device_tokens, encoding, metrics
-from service.producer import Delivery, ProduceError
+from service import metrics
+from service.errors import reply
+from service.ingest import device_tokens, encoding
+from service.ingest.producer import Delivery, ProduceError
 
 NDJSON = "application/x-ndjson"
 
@@ -27,12 +29,6 @@ class Sender(Protocol):
     async def send(self, readings: list[Reading], received_ns: int) -> Delivery | None: ...
 
     async def ready(self, timeout: float = 2.0) -> str | None: ...
-
-
-def _reply(resp: falcon.asgi.Response, status: int, body: Any) -> None:
-    resp.status = status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.data = msgspec.json.encode(body)
 
 
 def _media_type(req: falcon.asgi.Request) -> str:
@@ -55,7 +51,7 @@ async def _read_within(req: falcon.asgi.Request, size: int, seconds: float) -> b
 async def read_body(req: falcon.asgi.Request, settings: ApiSettings, accepted: tuple[str, ...]) -> bytes:
     """The body, after the content-type, content-encoding and size checks (415 / 413), read
     within API_BODY_TIMEOUT_MS (408, and the connection is closed: a client that slow is not
-    kept), then decompressed within MAX_BODY_BYTES (service/encoding.py)."""
+    kept), then decompressed within MAX_BODY_BYTES (service/ingest/encoding.py)."""
     if _media_type(req) not in accepted:
         raise falcon.HTTPUnsupportedMediaType(
             description=f"Content-Type must be {' or '.join(accepted)}, got {req.content_type or 'none'}"
@@ -105,9 +101,9 @@ class SensorResource:
         device_tokens.check(req, (reading,))
         delivery = await _send(self.sender, [reading], received_ns)
         if delivery is None:
-            _reply(resp, 202, {"status": "queued"})
+            reply(resp, {"status": "queued"}, 202)
         else:
-            _reply(resp, 202, {"status": "accepted", "partition": delivery.partition, "offset": delivery.offset})
+            reply(resp, {"status": "accepted", "partition": delivery.partition, "offset": delivery.offset}, 202)
 
 
 class BatchResource:
@@ -133,12 +129,12 @@ class BatchResource:
             )
         device_tokens.check(req, readings)
         await _send(self.sender, readings, received_ns)
-        _reply(resp, 202, {"accepted": len(readings)})
+        reply(resp, {"accepted": len(readings)}, 202)
 
 
 class HealthResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        _reply(resp, 200, {"status": "ok"})
+        reply(resp, {"status": "ok"})
 
 
 class ReadyResource:
@@ -150,10 +146,10 @@ class ReadyResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         problem = await self.sender.ready()
         if problem:
-            _reply(resp, 503, {"status": "unavailable", "error": problem})
+            reply(resp, {"status": "unavailable", "error": problem}, 503)
             resp.set_header("Retry-After", "1")
         else:
-            _reply(resp, 200, {"status": "ready"})
+            reply(resp, {"status": "ready"})
 
 
 class MetricsResource:

@@ -2,7 +2,7 @@
 
 gunicorn stays the process manager (graceful SIGTERM, worker restarts, the hooks in
 gunicorn_conf.py); each worker runs one uvicorn server and one event loop, with uvloop and
-httptools, the header deadline of service/http_protocol.py and a cap on connections.
+httptools, the header deadline of service/server/http_protocol.py and a cap on connections.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from uvicorn import Server
 from uvicorn_worker import UvicornWorker
 
 from pipeline.settings import ApiSettings
-from service.http_protocol import protocol_class
+from service.server.http_protocol import protocol_class
 
 # Run when the server begins to shut down, before it waits for the responses in flight:
 # endless responses (GET /stream) must end then, or SIGTERM would wait out the graceful timeout.
@@ -47,7 +47,7 @@ def worker_class(api: ApiSettings) -> type[UvicornWorker]:
         "http": protocol_class(
             api.api_header_timeout_ms / 1000, api.api_shed_after_ms / 1000, api.api_max_header_bytes
         ),
-        "lifespan": "on",  # the producer is flushed at the lifespan shutdown (service/asgi.py)
+        "lifespan": "on",  # the app is built at the lifespan startup (service/server/asgi.py)
         # Past this many connections plus requests in flight, uvicorn answers 503 at once.
         "limit_concurrency": api.api_max_connections,
         "timeout_keep_alive": api.api_keepalive_ms / 1000,

@@ -5,7 +5,7 @@ reset by every byte, so a client that trickles its headers (or connects and send
 holds the connection for ever (Slowloris). Here a timer starts when the connection opens and
 again when a request's first byte arrives; if the headers are not complete within
 API_HEADER_TIMEOUT_MS the client gets `408` and the connection is closed. The body has its
-own deadline in the app (service/resources.py), where the body is read.
+own deadline in the app (service/ingest/resources.py), where the body is read.
 
 Header size: uvicorn's httptools protocol has no limit on a request's headers (a 1 MB header,
 or 100,000 of them, were read and answered 202). Here the bytes received while a request's
@@ -25,6 +25,8 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service import metrics
 
 BEGAN = "sensor_api.began"  # ASGI scope key: loop.time() at the request's first byte
 _BODY = b'{"error": "request headers not received in time"}'
@@ -71,8 +73,6 @@ _OVERLOADED = b'{"error":"overloaded, retry shortly"}'
 
 async def shed(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The ASGI app that answers a shed request."""
-    from service import metrics  # NOTE: not at import: gunicorn's master imports this module
-
     metrics.SHED.inc()
     headers = [
         (b"content-type", b"application/json"),
@@ -84,8 +84,6 @@ async def shed(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def _count_rejected(reason: str) -> None:
-    from service import metrics  # NOTE: not at import: gunicorn's master imports this module
-
     metrics.REJECTED_REQUESTS.labels(reason).inc()
 
 
@@ -138,7 +136,7 @@ class DeadlineProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         # NOTE: when the request's first byte was read, on the loop's clock: the app sheds a
-        # request that waited too long for the loop to reach it (service/middleware.py).
+        # request that waited too long for the loop to reach it (service/server/middleware.py).
         self.scope[BEGAN] = self.loop.time()  # type: ignore[literal-required]
         self._arm()
 

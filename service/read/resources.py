@@ -1,7 +1,7 @@
 """The read side's HTTP resources: sensors, readings, aggregates, alerts, the stream, health.
 
 Parameters are checked here (400 naming the parameter); the queries are service/queries.py,
-the stream service/stream.py. docs/contract.md, "Read API", is the contract.
+the stream service/read/stream.py. docs/contract.md, "Read API", is the contract.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from typing import Any
 
 import falcon
 import falcon.asgi
-import msgspec
 
-from service.pipeline_health import PipelineHealth
+from pipeline.reading import is_sensor_id
+from service.errors import NoStore, reply
 from service.queries import BUCKETS, Page, Store
-from service.stream import Tail, parse_token
-
-_SENSOR_ID = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+from service.read.pipeline_health import PipelineHealth
+from service.read.stream import Tail, parse_token
 
 
 @dataclass
@@ -29,17 +28,6 @@ class ReadSide:
     store: Store | None
     tail: Tail
     health: PipelineHealth
-
-
-class NoStore(Exception):
-    """SINK=console: there is nothing to query."""
-
-
-def _reply(resp: falcon.asgi.Response, body: Any, status: int = 200) -> None:
-    resp.status = status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.data = msgspec.json.encode(body)
-    resp.set_header("Cache-Control", "no-store")
 
 
 def _bad(name: str, message: str) -> falcon.HTTPBadRequest:
@@ -102,7 +90,7 @@ def _day_before(moment: datetime) -> datetime:
 
 
 def _sensor(sensor_id: str) -> str:
-    if not 1 <= len(sensor_id) <= 64 or not set(sensor_id) <= _SENSOR_ID:
+    if not is_sensor_id(sensor_id):
         raise falcon.HTTPNotFound(description=f"no sensor {sensor_id!r}")
     return sensor_id
 
@@ -125,7 +113,7 @@ class _Reads:
 class SensorsResource(_Reads):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         page = await self.store.sensors(limit_of(req, 100, 1000), req.get_param("cursor"))
-        _reply(resp, _page(page))
+        reply(resp, _page(page), no_store=True)
 
 
 class ReadingsResource(_Reads):
@@ -136,7 +124,7 @@ class ReadingsResource(_Reads):
         page = await self.store.readings(sensor_id, type_, start, end, limit, req.get_param("cursor"))
         if not page.items and req.get_param("cursor") is None and not await self.store.known(sensor_id):
             raise falcon.HTTPNotFound(description=f"no sensor {sensor_id!r}")
-        _reply(resp, _page(page, sensor_id=sensor_id))
+        reply(resp, _page(page, sensor_id=sensor_id), no_store=True)
 
 
 class AggregatesResource(_Reads):
@@ -152,7 +140,7 @@ class AggregatesResource(_Reads):
         page = await self.store.aggregates(sensor_id, type_, start, end, bucket, limit, req.get_param("cursor"))  # type: ignore[arg-type]
         if not page.items and req.get_param("cursor") is None and not await self.store.known(sensor_id):
             raise falcon.HTTPNotFound(description=f"no sensor {sensor_id!r}")
-        _reply(resp, _page(page, sensor_id=sensor_id, bucket=bucket))
+        reply(resp, _page(page, sensor_id=sensor_id, bucket=bucket), no_store=True)
 
 
 class AlertsResource(_Reads):
@@ -160,7 +148,7 @@ class AlertsResource(_Reads):
         state = choice_of(req, "state", ("active", "cleared", "all"), "active")
         sensor_id = text_of(req, "sensor_id")
         page = await self.store.alerts(state, sensor_id, limit_of(req, 100, 1000), req.get_param("cursor"))  # type: ignore[arg-type]
-        _reply(resp, _page(page))
+        reply(resp, _page(page), no_store=True)
 
 
 class AlertAckResource(_Reads):
@@ -168,11 +156,11 @@ class AlertAckResource(_Reads):
         alert = await self.store.ack(alert_id[:64])
         if alert is None:
             raise falcon.HTTPNotFound(description=f"no alert {alert_id!r}")
-        _reply(resp, alert)
+        reply(resp, alert, no_store=True)
 
 
 class StreamResource:
-    """Server-Sent Events: readings and alert changes as Kafka gets them (service/stream.py)."""
+    """Server-Sent Events: readings and alert changes as Kafka gets them (service/read/stream.py)."""
 
     def __init__(self, tail: Tail) -> None:
         self.tail = tail
@@ -210,7 +198,7 @@ class PipelineResource:
         self.health = health
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        _reply(resp, await self.health.summary())
+        reply(resp, await self.health.summary(), no_store=True)
 
 
 def add_routes(app: falcon.asgi.App, read: ReadSide) -> None:

@@ -8,8 +8,15 @@ import time
 import falcon.testing
 import pytest
 
-from service.http_protocol import BEGAN, LoopLag, shed
-from service.middleware import Overloaded, ShedMiddleware
+from service import metrics
+from service.server.http_protocol import BEGAN, LoopLag, shed
+from service.server.middleware import Overloaded, ShedMiddleware
+
+
+@pytest.fixture(autouse=True)
+def _metrics() -> None:
+    """What a worker's lifespan does before it serves (service/server/asgi.py)."""
+    metrics.register()
 
 
 def test_the_lag_monitor_sees_a_blocked_loop() -> None:

@@ -1,5 +1,5 @@
 """The dashboard: `GET /dashboard` (the page) and `GET /dashboard/static/{path}` (its modules,
-styles and the vendored uPlot), served as they are in service/dashboard/: no build step.
+styles and the vendored uPlot), served as they are in service/dashboard/static/: no build step.
 
 PERF: the files (about 200 kB) are read once when the app is built, so a request never
 touches the disk nor blocks the event loop. Each answer carries a strong ETag (the content
@@ -17,7 +17,7 @@ from pathlib import Path
 import falcon
 import falcon.asgi
 
-DIRECTORY = Path(__file__).with_name("dashboard")
+DIRECTORY = Path(__file__).with_name("static")
 PAGE = "index.html"
 
 MEDIA_TYPES = {

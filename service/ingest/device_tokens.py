@@ -133,8 +133,8 @@ class CredentialsMiddleware:
 
     def __init__(self, keys: frozenset[str], tokens: DeviceTokens) -> None:
         # NOTE: imported here: `python -m service` parses the token file at start, before the
-        # metrics folder exists, and service.middleware imports the metrics.
-        from service.middleware import ApiKeyMiddleware
+        # metrics folder exists, and service.server.middleware imports the metrics.
+        from service.server.middleware import ApiKeyMiddleware
 
         self.keys = ApiKeyMiddleware(keys) if keys else None
         self.tokens = tokens

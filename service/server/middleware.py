@@ -11,7 +11,7 @@ import falcon
 import falcon.asgi
 
 from service import metrics
-from service.http_protocol import BEGAN
+from service.server.http_protocol import BEGAN
 
 
 class MetricsMiddleware:

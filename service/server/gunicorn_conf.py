@@ -1,26 +1,22 @@
-"""gunicorn settings and lifecycle hooks for the ingest API."""
+"""gunicorn settings and lifecycle hooks for the API. Loaded by the master only; it starts
+nothing: each worker builds its app in the ASGI lifespan (service/server/asgi.py)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 
-import service.worker
+import service.server.worker
+from pipeline import metrics_folder
 from pipeline.settings import Settings
 
 _settings = Settings.from_env()
-_metrics_dir = _settings.api.prometheus_multiproc_dir or os.path.join(
-    tempfile.gettempdir(), f"sensor-api-metrics-{_settings.api.api_port}"
-)
-# NOTE: written, not read: prometheus-client takes its multiprocess folder from this variable
-# when first imported, so it must be in the environment before any worker imports it.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+_metrics_dir = metrics_folder.api_folder(_settings.api)
+# NOTE: in the master, before any worker imports prometheus-client; the workers inherit it.
+metrics_folder.use(_metrics_dir)
 
 bind = f"{_settings.api.api_host}:{_settings.api.api_port}"
 workers = _settings.api.api_workers
-worker_class = service.worker.worker_class(_settings.api)
+worker_class = service.server.worker.worker_class(_settings.api)
 graceful_timeout = 30
 timeout = 60
 accesslog = None
@@ -38,8 +34,7 @@ if _settings.api.api_tls_cert:
 
 def on_starting(server) -> None:
     """Start every run with an empty multiprocess metrics folder."""
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
-    os.makedirs(_metrics_dir, exist_ok=True)
+    metrics_folder.clear(_metrics_dir)
 
 
 def post_fork(server, worker) -> None:

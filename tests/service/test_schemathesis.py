@@ -51,7 +51,7 @@ def schemathesis(base: str, cwd: Path, *options: str) -> None:
         "junit",
         "--report-dir",
         str(report),
-        # NOTE: GET /stream is an endless event stream (tests/service/test_read_api.py covers it)
+        # NOTE: GET /stream is an endless event stream (tests/service/read/test_read_api.py covers it)
         "--exclude-path",
         "/stream",
         *options,
@@ -75,7 +75,7 @@ def test_schemathesis_finds_nothing_with_every_check_on(start_api: ApiFactory, t
 def test_schemathesis_on_the_read_api(start_api: ApiFactory, tmp_path: Path) -> None:
     """The read endpoints on a real (empty) store. Every check but one: a `cursor` is opaque
     (only what the API returned is valid), so "schema-valid data is accepted" cannot hold for
-    it; its 400 is checked by tests/service/test_read_api.py instead."""
+    it; its 400 is checked by tests/service/read/test_read_api.py instead."""
     db = tmp_path / "store" / "readings.db"
     store = SqliteSink(str(db))
     store.setup()

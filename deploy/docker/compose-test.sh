@@ -16,8 +16,9 @@
 # it is up. Containers talk over their compose bridge; the host reaches the published ports
 # through docker-proxy; image builds that fetch packages use the host network.
 #
-# Env: COMPOSE_TEST_PORT_OFFSET (0): added to every published host port (5000, 9092, 9108,
-#      5432, 9090) when those are taken, e.g. by a local stack; COMPOSE_TEST_KEEP=1 leaves the
+# Env: COMPOSE_TEST_PORT_OFFSET: added to every published host port (5000, 9092, 9108, 5432,
+#      9090); unset: 0, or 10000 when a default port is taken (e.g. by a local stack);
+#      COMPOSE_TEST_KEEP=1 leaves the
 #      stack and dockerd up for debugging (stop with `deploy/docker/compose-test.sh stop`).
 set -uo pipefail
 
@@ -34,7 +35,7 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' deploy
 TOOLS="$CACHE/kafka-tools/$KAFKA_VERSION/libs"
 DOCKER=/usr/bin/docker    # the docker.io client (20.10), matching its daemon's API
 DOCKERD=/usr/sbin/dockerd
-OFFSET="${COMPOSE_TEST_PORT_OFFSET:-0}"
+OFFSET="${COMPOSE_TEST_PORT_OFFSET:-}"
 REPORTS="$ROOT/reports/compose"
 PY="$ROOT/.venv/bin/python"
 
@@ -144,6 +145,8 @@ stop_dockerd() {
     kill -0 "$pid" 2>/dev/null && { say "dockerd still up after 30 s: SIGKILL"; kill -KILL "$pid"; }
   fi
   rm -f "$D/dockerd.pid" "$D/dockerd.launcher.pid"
+  # It also leaves its netns bind mount(s) under the exec root.
+  awk -v d="$D/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount 2>/dev/null || true
   # dockerd leaves its default bridge behind by design.
   if [ -f "$D/bridges.before" ] && ! grep -qx docker0 "$D/bridges.before"; then
     ip link del docker0 2>/dev/null || true
@@ -203,13 +206,30 @@ write_env() {
   } > "$D/test.env"
 }
 
-ports_free() {
+busy_ports() {  # offset
   local port busy=()
   for port in 5000 9092 9108 5432 9090; do
-    port=$((port + OFFSET))
+    port=$((port + $1))
     ss -Hltn "sport = :$port" | grep -q . && busy+=("$port")
   done
-  [ ${#busy[@]} = 0 ] || die "host ports ${busy[*]} are taken (a local stack?): stop it or set COMPOSE_TEST_PORT_OFFSET"
+  echo "${busy[*]}"
+}
+
+choose_ports() {
+  # The default ports, as a user gets them; when something else holds one (a local stack
+  # that this run did not start), the same ports + 10000.
+  if [ -z "$OFFSET" ]; then
+    OFFSET=0
+    local busy
+    busy=$(busy_ports 0)
+    if [ -n "$busy" ]; then
+      say "host ports $busy are taken (a local stack?): publishing on the default ports + 10000"
+      OFFSET=10000
+    fi
+  fi
+  local busy
+  busy=$(busy_ports "$OFFSET")
+  [ -z "$busy" ] || die "host ports $busy are taken: stop what holds them or set COMPOSE_TEST_PORT_OFFSET"
 }
 
 leftovers() {  # prints what is left; empty when clean
@@ -277,8 +297,8 @@ main() {
   fetch_rootfs
   fetch_kafka_jars
   took "rootfs and jars"
+  choose_ports
   write_env
-  ports_free
 
   trap cleanup EXIT
   trap 'exit 130' INT TERM
@@ -301,7 +321,7 @@ main() {
 
   step "checks through the published ports (tests/compose)"
   COMPOSE_STACK_ENV="$D/test.env" COMPOSE_REPORTS="$REPORTS" \
-    "$PY" -m pytest -p no:cacheprovider -q tests/compose
+    "$PY" -m pytest -p no:cacheprovider -v -s tests/compose
   local checks=$?
   took "checks"
   "${COMPOSE[@]}" logs --no-color > "$REPORTS/compose.log" 2>&1 || true

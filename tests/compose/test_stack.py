@@ -78,6 +78,32 @@ def seed_posted(api: str) -> float:
     return at
 
 
+def test_dashboard_shows_readings_health_and_an_alert(api: str) -> None:
+    """web/dashboard-test.mjs (the browser test of tests/dashboard) against the compose API:
+    readings in the table, chart and live view, the health cards (2 workers), an alert raised,
+    acknowledged and cleared. The screenshots are kept in reports/compose/. First: the script
+    expects the store to hold only its own sensors (a fresh stack)."""
+    assert Path(CHROMIUM).exists(), "Chromium is needed (Debian: apt-get install chromium)"
+    node = shutil.which("node")
+    assert node, "Node.js is needed"
+    npm_ci(ROOT / "web")
+    shots = Path(os.environ.get("COMPOSE_REPORTS") or ROOT / "reports" / "compose").resolve()
+    shots.mkdir(parents=True, exist_ok=True)
+    for old in shots.glob("*.png"):
+        old.unlink()
+    result = subprocess.run(
+        [node, "dashboard-test.mjs"],
+        cwd=ROOT / "web",
+        env={**os.environ, "DASHBOARD_URL": api, "SCREENSHOTS_DIR": str(shots), "CHROMIUM": CHROMIUM},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, f"the browser test failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    print(f"dashboard under compose, timings (ms): {result.stdout.strip().splitlines()[-1]}")
+    assert (shots / "dashboard.png").stat().st_size > 10_000, "the screenshot looks empty"
+
+
 def test_seed_reading_is_in_kafka(env: dict[str, str], seed_posted: float) -> None:
     consumer = Consumer(
         {
@@ -190,28 +216,3 @@ def test_prometheus_scrapes_api_and_pool(env: dict[str, str]) -> None:
         return jobs if jobs.get("sensor-api") == "1" and jobs.get("sensor-consumer-pool") == "1" else None
 
     eventually("Prometheus up == 1 for sensor-api and sensor-consumer-pool", up, 60)
-
-
-def test_dashboard_shows_readings_health_and_an_alert(api: str) -> None:
-    """web/dashboard-test.mjs (the browser test of tests/dashboard) against the compose API:
-    readings in the table, chart and live view, the health cards (2 workers), an alert raised,
-    acknowledged and cleared. The screenshots are kept in reports/compose/."""
-    assert Path(CHROMIUM).exists(), "Chromium is needed (Debian: apt-get install chromium)"
-    node = shutil.which("node")
-    assert node, "Node.js is needed"
-    npm_ci(ROOT / "web")
-    shots = Path(os.environ.get("COMPOSE_REPORTS") or ROOT / "reports" / "compose").resolve()
-    shots.mkdir(parents=True, exist_ok=True)
-    for old in shots.glob("*.png"):
-        old.unlink()
-    result = subprocess.run(
-        [node, "dashboard-test.mjs"],
-        cwd=ROOT / "web",
-        env={**os.environ, "DASHBOARD_URL": api, "SCREENSHOTS_DIR": str(shots), "CHROMIUM": CHROMIUM},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, f"the browser test failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
-    print(f"dashboard under compose, timings (ms): {result.stdout.strip().splitlines()[-1]}")
-    assert (shots / "dashboard.png").stat().st_size > 10_000, "the screenshot looks empty"

@@ -106,8 +106,9 @@ fetch_kafka_jars() {
 
 # --- the private dockerd ---------------------------------------------------------------
 
-bridges() { ip -o link show type bridge | awk -F': ' '{print $2}' | sort; }
-veths() { ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1 | sort; }
+# Docker's own names only (other programs, e.g. the fault suite, make bridges and veths too).
+bridges() { ip -o link show type bridge | awk -F': ' '{print $2}' | grep -E '^(docker0|br-[0-9a-f]{12})$' | sort; }
+veths() { ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^veth[0-9a-f]{7}$' | sort; }
 # iptables, one line per rule / non-default chain / policy, prefixed by its table; empty
 # built-in chains with policy ACCEPT are left out (an absent table and an empty one are alike).
 rules() {
@@ -240,7 +241,9 @@ leftovers() {  # prints what is left; empty when clean
   done
   comm -13 "$D/bridges.before" <(bridges) | sed 's/^/bridge /'
   comm -13 "$D/veths.before" <(veths) | sed 's/^/veth /'
-  comm -3 <(sort "$D/iptables.before") <(rules | sort) | sed 's/^/iptables /'
+  # Rules naming Docker's chains or bridges, and the built-in chains' policies.
+  comm -3 <(sort "$D/iptables.before") <(rules | sort) \
+    | grep -P 'DOCKER|docker0|br-[0-9a-f]{12}|\t:(INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ' | sed 's/^/iptables /'
   [ "$(sysctl -n net.ipv4.ip_forward)" = "$(cat "$D/ip_forward.before")" ] || echo "net.ipv4.ip_forward changed"
   [ "$([ -d /sys/module/br_netfilter ] && echo loaded || echo absent)" = "$(cat "$D/br_netfilter.before")" ] \
     || echo "br_netfilter was loaded (bridged traffic now goes through iptables)"

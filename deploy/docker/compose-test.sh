@@ -61,9 +61,10 @@ install_packages() {
   command -v iptables-save >/dev/null || missing+=(iptables)
   [ ${#missing[@]} = 0 ] && return 0
   say "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
-    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } \
-    || die "apt-get install ${missing[*]} failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >"$D/apt.log" 2>&1 \
+    || { apt-get update -q >>"$D/apt.log" 2>&1 \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$D/apt.log" 2>&1; } \
+    || { tail -20 "$D/apt.log"; die "apt-get install ${missing[*]} failed (${D#$ROOT/}/apt.log)"; }
 }
 
 install_compose() {
@@ -72,8 +73,8 @@ install_compose() {
     say "building Compose $COMPOSE_VERSION from the Go module proxy (once, about 2 minutes)"
     local gobin="$CACHE/compose/$COMPOSE_VERSION.tmp"
     rm -rf "$gobin" && mkdir -p "$gobin"
-    (cd /tmp && GOBIN="$gobin" go install "github.com/docker/compose/v2/cmd@$COMPOSE_VERSION") \
-      || die "go install of Compose $COMPOSE_VERSION failed"
+    (cd /tmp && GOBIN="$gobin" go install "github.com/docker/compose/v2/cmd@$COMPOSE_VERSION") >"$D/go.log" 2>&1 \
+      || { tail -20 "$D/go.log"; die "go install of Compose $COMPOSE_VERSION failed (${D#$ROOT/}/go.log)"; }
     mkdir -p "$(dirname "$COMPOSE_BIN")"
     mv "$gobin/cmd" "$COMPOSE_BIN" && rm -rf "$gobin"
   fi
@@ -292,10 +293,12 @@ main() {
     die "a dockerd of an earlier run is still up (pid $(cat "$D/dockerd.pid")): deploy/docker/compose-test.sh stop"
   fi
 
-  step "installing what is missing (docker.io, debootstrap, Compose $COMPOSE_VERSION)"
+  step "installing what is missing: docker.io, debootstrap (Debian)"
   install_packages
+  took "apt-get install"
+  step "Compose $COMPOSE_VERSION (go install, once)"
   install_compose
-  took "install"
+  took "Compose"
   step "base root filesystem and Kafka jars"
   fetch_rootfs
   fetch_kafka_jars

@@ -43,7 +43,7 @@ stop_dockerd() {
   awk -v d="$D/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount 2>/dev/null
   # Undo only what dockerd added (its DOCKER* chains and the rules naming them) and its policies.
   rules > "$D/iptables.after"
-  comm -13 <(sort "$D/iptables.before") <(sort "$D/iptables.after") | grep -P '\t-A .*DOCKER' \
+  comm -13 <(sort "$D/iptables.before") <(sort "$D/iptables.after") | grep -P '\t-A .*(DOCKER|docker0)' \
     | while IFS=$'\t' read -r table line; do eval "iptables -t $table -D ${line#-A }" || true; done
   comm -13 <(sort "$D/iptables.before") <(sort "$D/iptables.after") | grep -P '\t:DOCKER' \
     | while IFS=$'\t' read -r table line; do

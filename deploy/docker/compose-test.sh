@@ -11,9 +11,10 @@
 # published ports, as a user would), then `down -v`, stops dockerd and checks that nothing is
 # left behind: containers, volumes, processes, bridges, iptables rules.
 #
-# dockerd runs with --iptables=false --ip-forward=false: it changes no firewall rule, no FORWARD
-# policy and no sysctl, so the fault suite's network namespaces (tests/chaos) keep working while
-# it is up. Containers talk over their compose bridge; the host reaches the published ports
+# dockerd runs with --iptables=false --ip-forward=false --bridge none: it changes no firewall
+# rule, no FORWARD policy and no sysctl, so the fault suite's network namespaces (tests/chaos)
+# keep working while it is up, and it leaves docker0 to any Docker engine of the machine.
+# Containers talk over their compose network's bridge; the host reaches the published ports
 # through docker-proxy; image builds that fetch packages use the host network.
 #
 # Env: COMPOSE_TEST_PORT_OFFSET: added to every published host port (5000, 9092, 9108, 5432,
@@ -108,7 +109,7 @@ fetch_kafka_jars() {
 # --- the private dockerd ---------------------------------------------------------------
 
 # Docker's own names only (other programs, e.g. the fault suite, make bridges and veths too).
-bridges() { ip -o link show type bridge | awk -F': ' '{print $2}' | grep -E '^(docker0|br-[0-9a-f]{12})$' | sort; }
+bridges() { ip -o link show type bridge | awk -F': ' '{print $2}' | grep -E '^br-[0-9a-f]{12}$' | sort; }
 veths() { ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^veth[0-9a-f]{7}$' | sort; }
 # iptables, one line per rule / non-default chain / policy, prefixed by its table; empty
 # built-in chains with policy ACCEPT are left out (an absent table and an empty one are alike).
@@ -126,7 +127,7 @@ start_dockerd() {
   [ -d /sys/module/br_netfilter ] && echo loaded > "$D/br_netfilter.before" || echo absent > "$D/br_netfilter.before"
   say "starting dockerd (socket ${D#$ROOT/}/docker.sock, data root ${DATA_ROOT#$ROOT/}, log ${D#$ROOT/}/dockerd.log)"
   setsid "$DOCKERD" --host "$DOCKER_HOST" --data-root "$DATA_ROOT" --exec-root "$D/exec" \
-    --pidfile "$D/dockerd.pid" --group root --storage-driver overlay2 --iptables=false --ip-forward=false \
+    --pidfile "$D/dockerd.pid" --group root --storage-driver overlay2 --iptables=false --ip-forward=false --bridge none \
     >"$D/dockerd.log" 2>&1 </dev/null &
   echo $! > "$D/dockerd.launcher.pid"
   local deadline=$((SECONDS + 60))
@@ -149,10 +150,6 @@ stop_dockerd() {
   rm -f "$D/dockerd.pid" "$D/dockerd.launcher.pid"
   # It also leaves its netns bind mount(s) under the exec root.
   awk -v d="$D/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount 2>/dev/null || true
-  # dockerd leaves its default bridge behind by design.
-  if [ -f "$D/bridges.before" ] && ! grep -qx docker0 "$D/bridges.before"; then
-    ip link del docker0 2>/dev/null || true
-  fi
 }
 
 # --- the images -------------------------------------------------------------------------

@@ -66,7 +66,10 @@ clean:  ## remove run-time data (Kafka log dirs, databases, reports); keeps .ven
 	rm -rf .run data reports
 
 # --- Monitoring, compose and Postman (see docker-compose.yml, monitoring/, postman/) -----
-.PHONY: monitoring-check prometheus-start prometheus-stop postman vendor screenshots
+.PHONY: monitoring-check prometheus-start prometheus-stop postman vendor screenshots compose-test
+
+compose-test: install  ## the Compose stack for real: private dockerd, stand-in images, checks through the ports (docs/docker.md)
+	@deploy/docker/compose-test.sh
 
 monitoring-check: install  ## static checks: compose file vs the compose-spec schema, promtool config/rules/unit tests
 	@.venv/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml

@@ -10,6 +10,12 @@ NetemUnavailable there rather than pretending.
 
 Everything is named PREFIX-... so a run removes exactly what it made (also leftovers of a run
 that was killed), and the addresses are the suite's own, inside namespaces it made.
+
+A Docker engine on the same machine sets the iptables FORWARD policy to DROP and loads
+br_netfilter, so frames crossing the suite's bridges go through FORWARD and are dropped (the
+three nodes never form a quorum). The suite therefore accepts its own subnet in FORWARD, with a
+rule tagged PREFIX-netns that it removes afterwards; started before or after the engine, the
+rule stays ahead of the policy (docs/docker.md).
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ class NetemUnavailable(RuntimeError):
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=30)
+
+
+def _iptables(*args: str) -> subprocess.CompletedProcess[str] | None:
+    """iptables (waiting for the xtables lock); None when it is not installed."""
+    if shutil.which("iptables") is None:
+        return None
+    return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, timeout=30)
 
 
 def usable() -> str | None:
@@ -68,8 +81,19 @@ class Network:
         """The host end of node's peer veth (taking it down cuts the node from its peers)."""
         return f"{self.prefix}p{node}"
 
+    @property
+    def forward_tag(self) -> str:
+        return f"{self.prefix}-netns"
+
+    def _forward_rule(self) -> tuple[str, ...]:
+        subnet = f"{self.subnet}.0/24"
+        return ("FORWARD", "-s", subnet, "-d", subnet, "-m", "comment", "--comment", self.forward_tag, "-j", "ACCEPT")
+
     def create(self) -> None:
         self.remove()
+        inserted = _iptables("-I", *self._forward_rule())
+        if inserted is not None and inserted.returncode != 0:
+            raise RuntimeError(f"iptables -I FORWARD for {self.subnet}.0/24: {inserted.stderr.strip()}")
         _ip("link", "add", self.client_bridge, "type", "bridge")
         # The host is a client: it talks to the nodes over the client bridge.
         _ip("addr", "add", f"{self.subnet}.1/25", "dev", self.client_bridge)
@@ -102,13 +126,20 @@ class Network:
         for bridge in (self.client_bridge, self.peer_bridge):
             _ip("link", "del", bridge, check=False)
         _ip("route", "del", "blackhole", f"{self.subnet}.0/24", check=False)
+        # Every copy (a killed run may have left one): -D until there is none.
+        for _ in range(100):
+            deleted = _iptables("-D", *self._forward_rule())
+            if deleted is None or deleted.returncode != 0:
+                break
 
     def leftovers(self) -> list[str]:
         """Namespaces and links named after this network that still exist."""
         names = _ip("netns", "list").stdout.split()
         links = [line.split(":")[1].strip().split("@")[0] for line in _ip("-o", "link").stdout.splitlines()]
         routes = _ip("route", "show", f"{self.subnet}.0/24").stdout.split("\n")
-        return [n for n in names + links if n.startswith(self.prefix)] + [r for r in routes if r.strip()]
+        listed = _iptables("-S", "FORWARD")
+        rules = [r for r in (listed.stdout.splitlines() if listed else []) if self.forward_tag in r]
+        return [n for n in names + links if n.startswith(self.prefix)] + [r for r in routes if r.strip()] + rules
 
     def isolate(self, node: int) -> None:
         """Cut node from its peers (replication, controller quorum); clients still reach it."""

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: everything CI runs. Sets up what is missing (venv, Kafka jars), starts real
 # Kafka and PostgreSQL (and Prometheus when installed), runs pytest, then the Locust
-# acceptance gate; stops whatever it started, even when a step fails.
+# acceptance gate; stops whatever it started, even when a step fails. Last, with the local
+# Kafka and PostgreSQL stopped (their ports free), the Docker Compose stack (make compose-test,
+# docs/docker.md; COMPOSE_TEST=0 leaves it out).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,4 +57,15 @@ say "pytest"
 if [ -f loadtests/gate.py ]; then
   say "Locust acceptance gate"
   make -s loadtest-ci || exit 1
+fi
+
+if [ "${COMPOSE_TEST:-1}" != 0 ]; then
+  # NOTE: the compose stack publishes the default ports (9092, 5432, ...): stop ours first.
+  for ((i=${#started[@]}-1; i>=0; i--)); do
+    say "stopping ${started[i]} (before the compose stack)"
+    "deploy/local/${started[i]}.sh" stop || true
+  done
+  started=()
+  say "Docker Compose stack (make compose-test)"
+  make -s compose-test || exit 1
 fi

@@ -16,11 +16,12 @@ from importlib import metadata, resources
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 from dotenv import dotenv_values
 
 from harness.process import ROOT
-from pipeline.settings import Settings
+from pipeline.settings import ApiSettings, KafkaSettings, PoolSettings, Settings
 from tests.monitoring.files import (
     COMPOSE,
     DASHBOARD_PROVIDERS,
@@ -119,7 +120,7 @@ def test_start_order_uses_conditions(services: dict[str, Any]) -> None:
         return {dep: spec["condition"] for dep, spec in depends.items()}
 
     assert deps("kafka-init") == {"kafka": "service_healthy"}
-    assert deps("api") == {"kafka-init": "service_completed_successfully"}
+    assert deps("api") == {"kafka-init": "service_completed_successfully", "timescaledb": "service_healthy"}
     assert deps("consumer-pool") == {"kafka-init": "service_completed_successfully", "timescaledb": "service_healthy"}
     assert deps("kafka-ui")["kafka"] == "service_healthy"
     assert deps("prometheus")["api"] == "service_healthy"
@@ -203,6 +204,63 @@ def test_container_environment_is_valid_configuration(services: dict[str, Any], 
     assert (api.api.api_host, api.api.api_port) == ("0.0.0.0", 5000)
     assert pool.pool.consumer_metrics_port == 9108
     assert pool.pool.sink == "postgres" and pool.pool.database_url.startswith("postgresql://")
+    # The API reads the store the pool writes (GET /sensors, /alerts) and the pool's metrics
+    # (GET /pipeline) across the compose network, not at 127.0.0.1 inside its own container.
+    assert (api.pool.sink, api.pool.database_url) == (pool.pool.sink, pool.pool.database_url)
+    assert "@timescaledb:5432/" in api.pool.database_url
+    assert api.api.pool_metrics_url == f"http://consumer-pool:{pool.pool.consumer_metrics_port}/metrics"
+
+
+# Who reads which settings section: the API opens the pool's store read-only (service/asgi.py).
+READERS = {"api": ("kafka", "api", "store"), "consumer-pool": ("kafka", "pool")}
+STORE = {"SINK", "SQLITE_PATH", "DATABASE_URL"}
+# Fixed by docker-compose.yml, whatever .env says, and why (docs/docker.md).
+FIXED = {
+    "KAFKA_BROKER": "containers reach Kafka at kafka:19092",
+    "API_HOST": "the API listens on every address of its container",
+    "API_PORT": "5000 inside; API_PORT is the host port",
+    "CONSUMER_METRICS_PORT": "9108 inside; CONSUMER_METRICS_PORT is the host port",
+    "POOL_METRICS_URL": "the pool's container",
+    "SINK": "the store is the timescaledb service",
+    "DATABASE_URL": "the timescaledb service",
+}
+# Declared settings that compose does not pass, and why.
+NOT_PASSED = {
+    "SQLITE_PATH": "SINK is postgres under compose",
+    "PROMETHEUS_MULTIPROC_DIR": "prometheus-client's own variable; the image's temp folder",
+}
+# Declared settings .env.example leaves out, and why.
+NOT_IN_EXAMPLE = {"PROMETHEUS_MULTIPROC_DIR": "prometheus-client's own variable (docs/contract.md)"}
+
+
+def declared(section: str) -> set[str]:
+    if section == "store":
+        return STORE
+    struct = {"kafka": KafkaSettings, "api": ApiSettings, "pool": PoolSettings}[section]
+    return {f.name.upper() for f in msgspec.inspect.type_info(struct).fields if f.name != "rdkafka"}
+
+
+def test_every_variable_of_env_example_reaches_the_container_that_reads_it(services: dict[str, Any]) -> None:
+    """.env.example, the declared settings (pipeline/settings.py) and the compose environment
+    agree: each setting is in .env.example, and each reaches every container that reads it as
+    ${VAR:-...} (so .env sets it), unless compose fixes it or leaves it out for a stated reason."""
+    example = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
+    settings = {"LOG_LEVEL"} | set().union(*(declared(s) for s in ("kafka", "api", "pool")))
+    assert settings - example == set(NOT_IN_EXAMPLE), "settings missing from .env.example"
+    used = set(re.findall(r"(?<!\$)\$\{(\w+)", COMPOSE.read_text()))
+    assert example - settings <= used, (
+        f"in .env.example but neither a setting nor used by compose: {example - settings - used}"
+    )
+    for name, sections in READERS.items():
+        env = env_of(services[name])
+        for var in {"LOG_LEVEL"} | set().union(*(declared(s) for s in sections)):
+            if var in NOT_PASSED:
+                assert var not in env, f"{name}: {var} is passed after all; drop it from NOT_PASSED"
+            elif var in FIXED:
+                assert var in env and "${" + var not in env[var], f"{name}: {var} should be fixed ({FIXED[var]})"
+            else:
+                assert var in env, f"{name} reads {var}, but compose does not pass it"
+                assert env[var].startswith("${" + var + ":-"), f"{name}: {var}={env[var]!r} ignores .env"
 
 
 def test_prometheus_scrapes_what_compose_runs(services: dict[str, Any]) -> None:

@@ -194,11 +194,12 @@ build_images() {
 
 # --- the stack ------------------------------------------------------------------------
 
-write_env() {
+write_env() {  # sink
   # What a user does: copy .env.example to .env and set a rule. Host ports moved by OFFSET.
   {
     cat .env.example
     echo "ALERT_RULES=temperature>40"
+    echo "SINK=$1"
     for var in API_PORT:5000 KAFKA_HOST_PORT:9092 CONSUMER_METRICS_PORT:9108 POSTGRES_HOST_PORT:5432 PROMETHEUS_PORT:9090; do
       echo "${var%%:*}=$((${var##*:} + OFFSET))"
     done
@@ -301,7 +302,7 @@ main() {
   fetch_kafka_jars
   took "rootfs and jars"
   choose_ports
-  write_env
+  write_env postgres
 
   trap cleanup EXIT
   trap 'exit 130' INT TERM
@@ -312,23 +313,36 @@ main() {
   build_images
   took "images"
 
-  step "docker compose up -d --wait"
+  # The store: the timescaledb service (the default), then SINK=sqlite (a file in the volume
+  # the api and the pool share) on a fresh stack. COMPOSE_TEST_SINKS=postgres runs one.
+  local sink
+  for sink in ${COMPOSE_TEST_SINKS:-postgres sqlite}; do
+    run_stack "$sink"
+  done
+}
+
+run_stack() {  # sink
+  write_env "$1"
+  step "docker compose up -d --wait (SINK=$1)"
   "${COMPOSE[@]}" up -d --wait --wait-timeout 300 2>&1 | tee "$D/compose.log" | grep -v '^\s*$' | tail -20
   local up=${PIPESTATUS[0]}
-  took "up -d --wait (time to healthy)"
+  took "up -d --wait, SINK=$1 (time to healthy)"
   "${COMPOSE[@]}" ps -a 2>&1 | tee -a "$D/compose.log"
   if [ "$up" != 0 ]; then
     "${COMPOSE[@]}" logs --no-color --tail 50 2>&1 | tail -150
-    die "docker compose up -d --wait failed"
+    die "docker compose up -d --wait failed (SINK=$1)"
   fi
 
-  step "checks through the published ports (tests/compose)"
-  COMPOSE_STACK_ENV="$D/test.env" COMPOSE_REPORTS="$REPORTS" \
+  step "checks through the published ports (tests/compose, SINK=$1)"
+  COMPOSE_STACK_ENV="$D/test.env" COMPOSE_REPORTS="$REPORTS/$1" \
     "$PY" -m pytest -p no:cacheprovider -v -s tests/compose
   local checks=$?
-  took "checks"
-  "${COMPOSE[@]}" logs --no-color > "$REPORTS/compose.log" 2>&1 || true
-  [ $checks = 0 ] || die "the compose checks failed (logs: ${REPORTS#$ROOT/}/compose.log)"
+  took "checks, SINK=$1"
+  "${COMPOSE[@]}" logs --no-color > "$REPORTS/compose-$1.log" 2>&1 || true
+  [ $checks = 0 ] || die "the compose checks failed with SINK=$1 (logs: ${REPORTS#$ROOT/}/compose-$1.log)"
+  step "docker compose down -v (SINK=$1)"
+  "${COMPOSE[@]}" down -v --remove-orphans >>"$D/compose.log" 2>&1 || die "docker compose down -v failed"
+  took "down -v, SINK=$1"
 }
 
 stop() {

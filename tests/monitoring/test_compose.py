@@ -156,8 +156,12 @@ def test_python_services_share_one_image(services: dict[str, Any]) -> None:
     assert api["command"] == ["python", "-m", "service"]
     assert pool["command"] == ["python", "-m", "consumer_pool"]
     env = env_of(pool)
-    assert env["SINK"] == "postgres"
+    assert env["SINK"] == "${SINK:-postgres}"
     assert "@timescaledb:5432/" in env["DATABASE_URL"]
+    # SINK=sqlite: one file in a volume both containers mount (the API reads it, writes acks).
+    for service in (api, pool):
+        assert env_of(service)["SQLITE_PATH"] == "/app/data/readings.db"
+        assert "pipeline-data:/app/data" in service["volumes"]
 
 
 def test_env_variables_have_defaults() -> None:
@@ -187,11 +191,13 @@ def interpolate(value: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$\$|\$\{(\w+)(:-([^}]*))?\}", one, value)
 
 
-@pytest.mark.parametrize("dotenv", ["no .env", ".env from .env.example"])
+@pytest.mark.parametrize("dotenv", ["no .env", ".env from .env.example", ".env with SINK=sqlite"])
 def test_container_environment_is_valid_configuration(services: dict[str, Any], dotenv: str) -> None:
     """The api and consumer-pool environments, interpolated as compose does, are settings
     the components accept (the same parser they use), with or without a .env file."""
     variables = {} if dotenv == "no .env" else {k: v or "" for k, v in dotenv_values(ROOT / ".env.example").items()}
+    if dotenv.endswith("SINK=sqlite"):
+        variables["SINK"] = "sqlite"
     parsed = {}
     for name in ("api", "consumer-pool"):
         env = {k: interpolate(v, variables) for k, v in env_of(services[name]).items()}
@@ -203,10 +209,15 @@ def test_container_environment_is_valid_configuration(services: dict[str, Any], 
     assert api.kafka.topic_name == pool.kafka.topic_name
     assert (api.api.api_host, api.api.api_port) == ("0.0.0.0", 5000)
     assert pool.pool.consumer_metrics_port == 9108
-    assert pool.pool.sink == "postgres" and pool.pool.database_url.startswith("postgresql://")
+    assert pool.pool.sink == ("sqlite" if dotenv.endswith("SINK=sqlite") else "postgres")
+    assert pool.pool.database_url.startswith("postgresql://")
     # The API reads the store the pool writes (GET /sensors, /alerts) and the pool's metrics
     # (GET /pipeline) across the compose network, not at 127.0.0.1 inside its own container.
-    assert (api.pool.sink, api.pool.database_url) == (pool.pool.sink, pool.pool.database_url)
+    assert (api.pool.sink, api.pool.database_url, api.pool.sqlite_path) == (
+        pool.pool.sink,
+        pool.pool.database_url,
+        pool.pool.sqlite_path,
+    )
     assert "@timescaledb:5432/" in api.pool.database_url
     assert api.api.pool_metrics_url == f"http://consumer-pool:{pool.pool.consumer_metrics_port}/metrics"
 
@@ -221,12 +232,11 @@ FIXED = {
     "API_PORT": "5000 inside; API_PORT is the host port",
     "CONSUMER_METRICS_PORT": "9108 inside; CONSUMER_METRICS_PORT is the host port",
     "POOL_METRICS_URL": "the pool's container",
-    "SINK": "the store is the timescaledb service",
+    "SQLITE_PATH": "the pipeline-data volume both containers mount",
     "DATABASE_URL": "the timescaledb service",
 }
 # Declared settings that compose does not pass, and why.
 NOT_PASSED = {
-    "SQLITE_PATH": "SINK is postgres under compose",
     "PROMETHEUS_MULTIPROC_DIR": "prometheus-client's own variable; the image's temp folder",
 }
 # Declared settings .env.example leaves out, and why.
@@ -301,7 +311,17 @@ def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str,
         for v in s.get("volumes", [])
         if isinstance(v, str) and not v.startswith((".", "/"))
     }
-    assert used == set(compose["volumes"]) == {"kafka-data", "timescaledb-data", "prometheus-data", "grafana-data"}
+    assert (
+        used
+        == set(compose["volumes"])
+        == {
+            "pipeline-data",
+            "kafka-data",
+            "timescaledb-data",
+            "prometheus-data",
+            "grafana-data",
+        }
+    )
 
 
 # --- Dockerfile -------------------------------------------------------------------------

@@ -121,9 +121,9 @@ def test_seed_reading_is_in_kafka(env: dict[str, str], seed_posted: float) -> No
         deadline = time.monotonic() + 30
         while found is None and time.monotonic() < deadline:
             msg = consumer.poll(1.0)
-            if msg is None or msg.error():
+            if msg is None or msg.error() or msg.value() is None:
                 continue
-            value = json.loads(msg.value())
+            value = json.loads(msg.value() or b"")
             if value.get("sensor_id") == "sensor01" and value.get("value") == SEED_READING["value"]:
                 found = value
         assert found, f"the seed reading is not in {topic}"

@@ -247,7 +247,9 @@ def declared(section: str) -> set[str]:
     if section == "store":
         return STORE
     struct = {"kafka": KafkaSettings, "api": ApiSettings, "pool": PoolSettings}[section]
-    return {f.name.upper() for f in msgspec.inspect.type_info(struct).fields if f.name != "rdkafka"}
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return {f.name.upper() for f in info.fields if f.name != "rdkafka"}
 
 
 def test_every_variable_of_env_example_reaches_the_container_that_reads_it(services: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from harness.db import pg_rows, sqlite_rows
 from harness.kafka import committed, create_topic, delete_topics, end_offsets, topic_values
 from harness.openloop import Outcome
 from harness.poll import wait_http, wait_until
-from harness.process import PYTHON, ROOT, Process, free_port
+from harness.process import PYTHON, ROOT, Process, free_port, pinned
 
 API_RECOVERY_BOUND_S = 30.0
 CATCH_UP_BOUND_S = 90.0
@@ -48,22 +48,24 @@ class Pipeline:
         self.group = f"chaos-{run_id}"
         workdir.mkdir(parents=True, exist_ok=True)
         base = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
-        self.env = {
-            **base,
-            "KAFKA_BROKER": broker,
-            "TOPIC_NAME": self.topic,
-            "DLQ_TOPIC": f"{self.topic}.dlq",
-            "ALERTS_TOPIC": f"{self.topic}.alerts",
-            "CONSUMER_GROUP": self.group,
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(free_port()),
-            "API_WORKERS": "2",
-            "API_KEYS": "",
-            "SINK": "sqlite",
-            "SQLITE_PATH": str(workdir / "readings.db"),
-            "CONSUMER_WORKERS": "2",
-            **(extra_env or {}),
-        }
+        self.env = pinned(
+            {
+                **base,
+                "KAFKA_BROKER": broker,
+                "TOPIC_NAME": self.topic,
+                "DLQ_TOPIC": f"{self.topic}.dlq",
+                "ALERTS_TOPIC": f"{self.topic}.alerts",
+                "CONSUMER_GROUP": self.group,
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(free_port()),
+                "API_WORKERS": "2",
+                "API_KEYS": "",
+                "SINK": "sqlite",
+                "SQLITE_PATH": str(workdir / "readings.db"),
+                "CONSUMER_WORKERS": "2",
+                **(extra_env or {}),
+            }
+        )
         self.api_url = f"http://127.0.0.1:{self.env['API_PORT']}"
         self.api: Process | None = None
         self.pools: list[Process] = []

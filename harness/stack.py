@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 
 from harness.kafka import broker_answers, create_topic, delete_group, delete_topics
 from harness.poll import ProcessExited, wait_http, wait_until
-from harness.process import PYTHON, ROOT, free_port, spawn
+from harness.process import PYTHON, ROOT, free_port, pinned, spawn
 
 
 class StackError(RuntimeError):
@@ -83,22 +83,24 @@ def own_stack(
         # the children get exactly this environment (no inherited multiprocess folders).
         base = {**dotenv_values(ROOT / ".env"), **os.environ}
         base = {k: v or "" for k, v in base.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "CONSUMER_METRICS_DIR")}
-        env = {
-            **base,
-            "KAFKA_BROKER": broker,
-            "TOPIC_NAME": topic,
-            "TOPIC_PARTITIONS": "6",
-            "DLQ_TOPIC": f"{topic}.dlq",
-            "ALERTS_TOPIC": f"{topic}.alerts",
-            "CONSUMER_GROUP": f"gate-{run_id}",
-            "API_HOST": "127.0.0.1",
-            "API_PORT": str(free_port()),
-            "CONSUMER_METRICS_PORT": str(free_port()),
-            "SINK": "sqlite",
-            "API_KEYS": "",  # a key set in .env would turn every request into a 401
-            "SQLITE_PATH": str(workdir / "readings.db"),
-            **(extra_env or {}),
-        }
+        env = pinned(
+            {
+                **base,
+                "KAFKA_BROKER": broker,
+                "TOPIC_NAME": topic,
+                "TOPIC_PARTITIONS": "6",
+                "DLQ_TOPIC": f"{topic}.dlq",
+                "ALERTS_TOPIC": f"{topic}.alerts",
+                "CONSUMER_GROUP": f"gate-{run_id}",
+                "API_HOST": "127.0.0.1",
+                "API_PORT": str(free_port()),
+                "CONSUMER_METRICS_PORT": str(free_port()),
+                "SINK": "sqlite",
+                "API_KEYS": "",  # a key set in .env would turn every request into a 401
+                "SQLITE_PATH": str(workdir / "readings.db"),
+                **(extra_env or {}),
+            }
+        )
         api_url = f"http://127.0.0.1:{env['API_PORT']}"
         metrics_url = f"http://127.0.0.1:{env['CONSUMER_METRICS_PORT']}/metrics"
         try:

@@ -58,26 +58,43 @@ def held_during(check: Callable[[], object], seconds: float) -> bool:
     return seen
 
 
-def leader_moved(cluster: Cluster, topic: str, old: int) -> Callable[[], bool]:
-    return lambda: cluster.leader(topic, 0) not in (old, -1)
+def in_sync_for(cluster: Cluster, topic: str, seconds: float) -> bool:
+    """Every replica of `topic` in sync at every look for `seconds` (one look is not enough)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not cluster.fully_replicated(topic):
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def unanswered_during(outcomes: list[Outcome], windows: list[tuple[float, float]]) -> list[bool]:
+    """Per fault window (time.monotonic()), whether some request sent in it got no 2xx."""
+    failed = [o.sent_at for o in outcomes if o.status is None or not 200 <= o.status < 300]
+    return [any(start <= t <= end for t in failed) for start, end in windows]
 
 
 @pytest.mark.chaos_ci
 def test_leader_kill9_five_times(scenario: Scenario, kafka_cluster: Cluster) -> None:
     """The leader of partition 0 killed with -9, five times in a row, each time restarted."""
-
-    moved: list[bool] = []
+    windows: list[tuple[float, float]] = []
 
     def fault(p: Pipeline, load: OpenLoop) -> None:
         for _ in range(5):
-            old = kafka_cluster.leader(p.topic, 0)
-            kafka_cluster.kill(old)
-            moved.append(held_during(leader_moved(kafka_cluster, p.topic, old), 3))
+            killed = time.monotonic()
+            kafka_cluster.kill(kafka_cluster.leader(p.topic, 0))
+            time.sleep(3)
+            windows.append((killed, time.monotonic()))
             kafka_cluster.start()
-            wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
+            # NOTE: right after a restart the metadata can report an ISR the node has not
+            # rejoined yet; the next kill then hits a node no acknowledgement waits for and has
+            # no effect (seen: a round with every request answered 2xx). Wait until it holds.
+            wait_until("all replicas back in sync for 5 s", lambda: in_sync_for(kafka_cluster, p.topic, 5), 90)
 
     no_problems(scenario(fault))
-    assert moved == [True] * 5, f"partition 0's leadership did not move after each kill: {moved}"
+    # Each kill took effect: some request sent while that leader was down got no 2xx.
+    hit = unanswered_during(outcomes_of("leader_kill9_five_times"), windows)
+    assert all(hit), f"requests not answered 2xx per kill: {hit}"
 
 
 @pytest.mark.chaos_ci
@@ -119,19 +136,22 @@ def test_api_kill9_mid_stream(scenario: Scenario) -> None:
 
 def test_leader_paused_past_request_timeout(scenario: Scenario, kafka_cluster: Cluster) -> None:
     """The leader SIGSTOPped 35 s (librdkafka's request.timeout.ms is 30 s), then resumed."""
+    windows: list[tuple[float, float]] = []
 
     def fault(p: Pipeline, load: OpenLoop) -> None:
         leader = kafka_cluster.leader(p.topic, 0)
+        paused = time.monotonic()
         kafka_cluster.pause(leader)
         try:
-            moved.append(held_during(leader_moved(kafka_cluster, p.topic, leader), 35))
+            time.sleep(35)
         finally:
             kafka_cluster.resume(leader)
+            windows.append((paused, time.monotonic()))
         wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
 
-    moved: list[bool] = []
     no_problems(scenario(fault))
-    assert moved == [True], "partition 0's leadership never moved off the paused leader"
+    hit = unanswered_during(outcomes_of("leader_paused_past_request_timeout"), windows)
+    assert hit == [True] * len(windows) == [True], f"no request went unanswered 2xx while the leader was paused: {hit}"
 
 
 def test_leader_cut_off_from_peers(scenario: Scenario, kafka_cluster: Cluster) -> None:

@@ -61,6 +61,12 @@ E2E_LATENCY = Histogram(
     "API receipt (ingested_at_ns) -> stored in the sink",
     buckets=E2E_BUCKETS,
 )
+# NOTE: a reading stored "before" the API received it means the two clocks disagree; it is
+# counted here, not clamped to 0 in E2E_LATENCY (which would hide the skew as a fast reading).
+E2E_NEGATIVE = Counter(
+    "sensor_pipeline_e2e_negative_total",
+    "Readings whose API receipt (ingested_at_ns) is later than their store time: clock skew",
+)
 BATCH_SIZE = Histogram("sensor_consumer_batch_size", "Records per consumed batch", buckets=BATCH_BUCKETS)
 SINK_WRITE = Histogram(
     "sensor_sink_write_duration_seconds",

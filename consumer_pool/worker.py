@@ -153,7 +153,10 @@ class BatchHandler:
             self.sink.published(written.alerts)
         self.commit(decoded.offsets)
         now = time.time_ns()
-        metrics.observe_many(metrics.E2E_LATENCY, [max(now - r.ingested_at_ns, 0) / 1e9 for r in decoded.records])
+        e2e = [(now - r.ingested_at_ns) / 1e9 for r in decoded.records]
+        metrics.observe_many(metrics.E2E_LATENCY, [v for v in e2e if v >= 0])
+        if negative := sum(1 for v in e2e if v < 0):  # clock skew: reported, never clamped to 0
+            metrics.E2E_NEGATIVE.inc(negative)
         metrics.STORED.inc(stored)
         metrics.DUPLICATE.inc(len(decoded.records) - stored)
         if decoded.rejected:

@@ -66,6 +66,8 @@ class Store:
             raise ValueError("a SQLite path or a database URL is needed")
         self.sqlite_path = sqlite_path
         self.database_url = database_url
+        self._pg: psycopg.Connection | None = None
+        self._sqlite: sqlite3.Connection | None = None
 
     def count(self, prefix: str) -> StoreCount:
         """Rows whose sensor_id starts with `prefix`, and when the last of them was stored."""
@@ -78,6 +80,43 @@ class Store:
         the run's own end-to-end latencies, exact (no histogram buckets)."""
         sql = "SELECT stored_at_ns - ingested_at_ns FROM readings WHERE sensor_id LIKE {p} || '%' ORDER BY 1"
         return [ns / 1e6 for (ns,) in self._query(sql, prefix)]
+
+    def keys(self, prefix: str) -> list[tuple[str, str, str]]:
+        """(sensor_id, type, ts) of every row whose sensor_id starts with `prefix`."""
+        return [
+            (str(a), str(b), str(c))
+            for a, b, c in self._query(
+                "SELECT sensor_id, type, ts FROM readings WHERE sensor_id LIKE {p} || '%'", prefix
+            )
+        ]
+
+    def has(self, sensor_id: str, kind: str, ts: str) -> bool:
+        """Whether this row is readable now (committed), on a connection kept for repeated polls."""
+        if self.database_url:
+            if self._pg is None:
+                self._pg = psycopg.connect(self.database_url, autocommit=True)
+            sql = "SELECT 1 FROM readings WHERE sensor_id = %s AND type = %s AND ts = %s"
+            try:
+                return self._pg.execute(sql, (sensor_id, kind, ts)).fetchone() is not None
+            except psycopg.errors.UndefinedTable:
+                return False
+        if self._sqlite is None:
+            if not Path(self.sqlite_path or "").exists():
+                return False
+            self._sqlite = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True, timeout=10)
+        sql = "SELECT 1 FROM readings WHERE sensor_id = ? AND type = ? AND ts = ?"
+        try:
+            return self._sqlite.execute(sql, (sensor_id, kind, ts)).fetchone() is not None
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return False
+            raise
+
+    def close(self) -> None:
+        for conn in (self._pg, self._sqlite):
+            if conn is not None:
+                conn.close()
+        self._pg = self._sqlite = None
 
     def _query(self, sql: str, prefix: str) -> list[tuple]:
         """`sql` with `{p}` bound to `prefix`; no rows when the pool has not created the table yet."""

@@ -131,15 +131,23 @@ def read_at(broker: str, topic: str, partition: int, offset: int, timeout: float
 
 def count_by_prefix(broker: str, topic: str, since: Mapping[int, int], prefix: str, timeout: float = 60.0) -> int:
     """Records keyed `prefix*` between the offsets `since` and the current end of every partition."""
+    return len(values_by_prefix(broker, topic, since, prefix, timeout))
+
+
+def values_by_prefix(
+    broker: str, topic: str, since: Mapping[int, int], prefix: str, timeout: float = 60.0
+) -> list[bytes]:
+    """The values of the records keyed `prefix*` between the offsets `since` and the current
+    end of every partition (offset order within a partition)."""
     ends = end_offsets(broker, topic)
     todo = {p for p, end in ends.items() if end > since.get(p, 0)}
     if not todo:
-        return 0
+        return []
     consumer = _consumer(broker, unique("harness-count"), **{"enable.partition.eof": True})
     try:
         consumer.assign([TopicPartition(topic, p, since.get(p, 0)) for p in todo])
         wanted = prefix.encode()
-        count = 0
+        values: list[bytes] = []
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
             for msg in consumer.consume(2000, 0.5):
@@ -153,12 +161,12 @@ def count_by_prefix(broker: str, topic: str, since: Mapping[int, int], prefix: s
                     todo.discard(partition)
                     continue
                 if (msg.key() or b"").startswith(wanted):
-                    count += 1
+                    values.append(msg.value() or b"")
                 if offset + 1 >= ends[partition]:
                     todo.discard(partition)
         if todo:
             raise TimeoutError(f"could not read partitions {sorted(todo)} of {topic} to their end in {timeout:.0f} s")
-        return count
+        return values
     finally:
         consumer.close()
 

@@ -19,6 +19,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
+# What a 2xx means, pinned for the fault suite and the gate whatever the developer's
+# environment or `.env` says (the children read `.env` from ROOT but never override a variable
+# that is set): acknowledged after Kafka's acks=all. The librdkafka side (acks, idempotence)
+# cannot be changed at all (pipeline.settings.PINNED_RDKAFKA).
+PINNED_ENV = {"ACK_MODE": "delivered"}
+
+
+def pinned(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with PINNED_ENV applied last, so neither the environment nor a caller weakens it."""
+    return {**env, **PINNED_ENV}
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""

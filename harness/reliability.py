@@ -21,10 +21,16 @@ def table(v: dict) -> str:
         ("5xx other than 503", v["other_5xx"]),
         ("stored", v["stored"]),
         ("lost (2xx not stored; must be 0)", f"{lost}{in_kafka}"),
-        ("duplicates in the store (must be 0)", dupes),
+        ("duplicates in the store (must be 0; the primary key makes it so)", dupes),
+        ("readings the minute aggregates count (must equal stored)", v["aggregated"]),
         ("stored but never sent or 4xx (must be 0)", len(v["phantoms"])),
-        ("duplicate records in Kafka (informative)", v["kafka_duplicates"]),
-        (f"503s stopped after the fault healed (bound {API_RECOVERY_BOUND_S:g} s)", f"{v['api_recovery_s']:.1f} s"),
+        ("readings in Kafka more than once (must be 0)", len(v["kafka_duplicates"])),
+        ("readings out of order in their key's partition (must be 0)", len(v["out_of_order"])),
+        (f"non-2xx stopped after the fault healed (bound {API_RECOVERY_BOUND_S:g} s)", f"{v['api_recovery_s']:.1f} s"),
+        (
+            "load after the heal / its last seconds all 2xx",
+            f"{v['tail_s']:.0f} s / {v['final_window'] - v['final_window_not_2xx']} of {v['final_window']}",
+        ),
         (f"all 2xx stored, lag 0, after the load ended (bound {CATCH_UP_BOUND_S:g} s)", f"{v['catch_up_s']:.1f} s"),
     ]
     body = "\n".join(f"| {k} | {val} |" for k, val in rows)

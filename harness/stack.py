@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 from harness.isolation import Isolation, inherited
 from harness.kafka import broker_answers
 from harness.poll import ProcessExited, wait_http, wait_until
-from harness.process import PYTHON, ROOT, spawn
+from harness.process import PYTHON, ROOT, pinned, spawn
 
 
 class StackError(RuntimeError):
@@ -73,13 +73,15 @@ def own_stack(
         iso.create()
         # NOTE: .env as the components would read it, so the worker count we expect matches;
         # the children get exactly this environment (no inherited multiprocess folders).
-        env = {
-            **inherited({**dotenv_values(ROOT / ".env"), **os.environ}),
-            **iso.env(),
-            "SINK": "sqlite",
-            "API_KEYS": "",  # a key set in .env would turn every request into a 401
-            **(extra_env or {}),
-        }
+        env = pinned(
+            {
+                **inherited({**dotenv_values(ROOT / ".env"), **os.environ}),
+                **iso.env(),
+                "SINK": "sqlite",
+                "API_KEYS": "",  # a key set in .env would turn every request into a 401
+                **(extra_env or {}),
+            }
+        )
         api_url = f"http://127.0.0.1:{env['API_PORT']}"
         metrics_url = f"http://127.0.0.1:{env['CONSUMER_METRICS_PORT']}/metrics"
         try:

@@ -2,8 +2,10 @@
 
 Starts its own API and pool on the running Kafka (fresh topic, group and SQLite file), warms
 the pipeline up, runs Locust headless at a fixed offered load, then checks one run's numbers:
-throughput, failures, loss counted three ways (2xx seen by Locust = records in Kafka = rows
-stored), e2e latency from the pool's histogram (diffed over the run) and consumer catch-up.
+throughput (at least 0.95 of the offered load), failures, loss compared as identities (the
+set of readings Locust's users got a 2xx for = the set in Kafka = the set stored), e2e
+latency measured from outside (a probe's send -> its row readable in the store, on the
+probe's own clock), the same from the pool's histogram and rows, and consumer catch-up.
 Prints one table; exits 1 naming the failed criteria, 2 when the pipeline could not be run.
 Locust's HTML report and CSV stay in reports/gate-<run_id>/ (git-ignored).
 
@@ -20,7 +22,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -30,13 +34,13 @@ from typing import Any
 import requests
 
 from harness.db import Store, StoreCount
-from harness.kafka import count_by_prefix, end_offsets, group_settled
+from harness.kafka import end_offsets, group_settled, values_by_prefix
 from harness.poll import wait_until
 from harness.process import ROOT
 from harness.prometheus import Histogram, scrape_histogram
 from harness.stack import Endpoints, StackError, own_stack
 from loadtests.criteria import Measurements, Thresholds, evaluate, render
-from loadtests.readings import Fleet, new_run_id, to_json
+from loadtests.readings import Fleet, Identity, identity, identity_of, new_run_id, to_json
 
 E2E = "sensor_pipeline_e2e_latency_seconds"
 LOCUST_NICENESS = 10
@@ -51,6 +55,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m loadtests.gate", description=__doc__.split("\n\n")[0])
     d = Thresholds()
     p.add_argument("--min-rps", type=float, default=float(_env("GATE_MIN_RPS", str(d.min_rps))))
+    p.add_argument(
+        "--min-offered-share",
+        type=float,
+        default=float(_env("GATE_MIN_OFFERED_SHARE", str(d.min_offered_share))),
+        help="throughput must also reach this share of --offered-rps",
+    )
     p.add_argument(
         "--max-failures",
         type=int,
@@ -154,6 +164,73 @@ class Load:
     processes: int = 1
 
 
+class Prober(threading.Thread):
+    """e2e latency from outside the pipeline: one reading at a time (its own prefix, so the
+    run's identities ignore it), from its send on this process's monotonic clock until its
+    row is readable (committed) in the store, polled every POLL_S."""
+
+    POLL_S = 0.002
+
+    def __init__(self, api_url: str, store: Store, prefix: str, every_s: float = 0.2, patience_s: float = 10) -> None:
+        super().__init__(name="e2e-prober", daemon=True)
+        self.api_url, self.store, self.every_s, self.patience_s = api_url, store, every_s, patience_s
+        self.fleet = Fleet(prefix, size=4)
+        self.latencies_ms: list[float] = []
+        self.unseen = 0  # acknowledged, never readable within patience_s
+        self.refused = 0  # not acknowledged (the load's failures criterion covers those)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with requests.Session() as http:
+                while not self.done.is_set():
+                    started = time.monotonic()
+                    self.probe(http)
+                    self.done.wait(max(0.0, self.every_s - (time.monotonic() - started)))
+        finally:
+            self.store.close()  # NOTE: in this thread, which opened it (sqlite3 requires it)
+
+    def probe(self, http: requests.Session) -> None:
+        reading = self.fleet.reading()
+        sent = time.monotonic()
+        try:
+            resp = http.post(
+                f"{self.api_url}/sensor",
+                data=to_json(reading),
+                headers={"Content-Type": "application/json"},
+                timeout=10,
+            )
+        except requests.RequestException:
+            self.refused += 1
+            return
+        if resp.status_code != 202:
+            self.refused += 1
+            return
+        key = (str(reading["sensor_id"]), str(reading["type"]), str(reading["timestamp"]))
+        while time.monotonic() - sent < self.patience_s:
+            if self.store.has(*key):
+                self.latencies_ms.append((time.monotonic() - sent) * 1000)
+                return
+            time.sleep(self.POLL_S)
+        self.unseen += 1
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(self.patience_s + 15)
+
+
+def acked_identities(path: Path) -> list[Identity]:
+    """The identities Locust's users recorded for their 2xx answers (every process's file)."""
+    files = [path, *sorted(path.parent.glob(path.name + ".*"))]
+    rows: list[Identity] = []
+    for file in files:
+        if file.exists():
+            for line in file.read_text().splitlines():
+                sensor_id, kind, us = json.loads(line)
+                rows.append((str(sensor_id), str(kind), int(us)))
+    return rows
+
+
 def run_locust(load: Load, api_url: str, run_id: str, out: Path, tag: str = "gate") -> dict[str, Any]:
     """Locust headless for a fixed time; returns the summary the locustfile writes at exit."""
     summary_path = out / "summary.json"
@@ -170,6 +247,7 @@ def run_locust(load: Load, api_url: str, run_id: str, out: Path, tag: str = "gat
         "LOADTEST_RUN_ID": run_id,
         "LOADTEST_USER_RATE": f"{load.offered_rps / load.users:g}",
         "LOADTEST_SUMMARY": str(summary_path),
+        "LOADTEST_ACKED": str(out / "acked.jsonl"),
     }
     print(f"[{tag}] nice -n {LOCUST_NICENESS} " + " ".join(cmd[2:]), flush=True)
     # NOTE: --stop-timeout lets in-flight requests finish: a request cut off after the API
@@ -223,7 +301,9 @@ def gate(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     out = args.reports / f"gate-{run_id}"
     out.mkdir(parents=True, exist_ok=True)
-    thresholds = Thresholds(args.min_rps, args.max_failures, args.max_p99_ms, args.max_catchup_s)
+    thresholds = Thresholds(
+        args.min_rps, args.min_offered_share, args.max_failures, args.max_p99_ms, args.max_catchup_s
+    )
     where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     offered = f"{args.offered_rps:g} req/s offered by {args.users} users for {args.run_time:g} s"
     print(f"[gate] run {run_id}: {offered}; reports in {where}", flush=True)
@@ -260,15 +340,25 @@ def gate(args: argparse.Namespace) -> int:
         since = end_offsets(endpoints.kafka_broker, endpoints.topic)
         before = scrape_histogram(endpoints.pool_metrics_url, E2E)
         load = Load(args.offered_rps, args.users, args.run_time, args.user_classes)
-        summary = run_locust(load, endpoints.api_url, run_id, out)
+        prober = Prober(endpoints.api_url, Store(endpoints.sqlite_path, endpoints.database_url), f"{run_id}p")
+        prober.start()
+        try:
+            summary = run_locust(load, endpoints.api_url, run_id, out)
+        finally:
+            prober.stop()
         prefix = f"{run_id}-"
         acked = int(summary["acked_readings"])
         last_ok = summary.get("last_ok_time")
         patience = args.max_catchup_s + 5.0  # past the limit, to report how late it was
         stored, catchup = wait_for_store(store, prefix, acked, last_ok, patience)
-        in_kafka = count_by_prefix(endpoints.kafka_broker, endpoints.topic, since, prefix)
+        acked_ids = Counter(acked_identities(out / "acked.jsonl"))
+        stored_ids = Counter(identity(*key) for key in store.keys(prefix))
+        kafka_ids = Counter(
+            identity_of(json.loads(v)) for v in values_by_prefix(endpoints.kafka_broker, endpoints.topic, since, prefix)
+        )
         after = scrape_histogram(endpoints.pool_metrics_url, E2E)
         rows_ms = store.e2e_ms(prefix)
+    outside = sorted(prober.latencies_ms)
     window = after - before if after is not None and before is not None else after
     m = Measurements(
         offered_rps=args.offered_rps,
@@ -276,13 +366,24 @@ def gate(args: argparse.Namespace) -> int:
         requests=int(summary["requests"]),
         failures=int(summary["failures"]),
         acked=acked,
-        in_kafka=in_kafka,
+        in_kafka=sum(kafka_ids.values()),
         stored=stored,
         e2e_count=None if window is None else window.count,
         e2e_p50_ms=_ms(window, 0.50),
         e2e_p95_ms=_ms(window, 0.95),
         e2e_p99_ms=_ms(window, 0.99),
         catchup_s=catchup,
+        acked_ids=len(acked_ids),
+        lost=len(acked_ids.keys() - stored_ids.keys()),
+        unacked_stored=len(stored_ids.keys() - acked_ids.keys()),
+        kafka_missing=len(acked_ids.keys() - kafka_ids.keys()),
+        kafka_unacked=len(kafka_ids.keys() - acked_ids.keys()),
+        kafka_twice=sum(n - 1 for n in kafka_ids.values()),
+        outside_count=len(outside),
+        outside_p50_ms=percentile(outside, 0.50),
+        outside_p99_ms=percentile(outside, 0.99),
+        outside_max_ms=outside[-1] if outside else None,
+        outside_unseen=prober.unseen,
         e2e_rows_count=len(rows_ms),
         e2e_rows_p50_ms=percentile(rows_ms, 0.50),
         e2e_rows_p99_ms=percentile(rows_ms, 0.99),

@@ -10,7 +10,9 @@ users x rate. The host defaults to the local API (API_PORT from the environment 
 Environment knobs: LOADTEST_RUN_ID (sensor_id prefix marking this run), LOADTEST_BATCH_SIZE
 (20), LOADTEST_INVALID_SHARE (0.05), LOADTEST_FLEET_SIZE (5 sensors per user),
 LOADTEST_API_KEY (sent as X-API-Key), LOADTEST_SUMMARY (path of a JSON summary written at
-exit; used by the gate and the bench).
+exit; used by the gate and the bench), LOADTEST_ACKED (path: every acknowledged reading's
+identity, one JSON line each, written at exit; with --processes one file per process,
+`<path>.<pid>`), so the gate compares identities, not counts.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from locust import FastHttpUser, constant_throughput, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.readings import Fleet, bad_payloads, new_run_id, to_json, to_ndjson
+from loadtests.readings import Fleet, Identity, bad_payloads, identity_of, new_run_id, to_json, to_ndjson
 from pipeline.settings import Settings
 
 RUN_ID = os.environ.get("LOADTEST_RUN_ID") or new_run_id()
@@ -52,6 +54,9 @@ READINGS_PER_SUCCESS = {
     BATCH_NDJSON: BATCH_SIZE,
     INVALID: 0,
 }
+
+# The identities of this process's acknowledged readings (written at exit, LOADTEST_ACKED).
+ACKED: list[Identity] = []
 
 # NOTE: LOADTEST_API_KEY for a stack that runs with API_KEYS set.
 
@@ -82,14 +87,16 @@ class _PipelineUser(FastHttpUser):
         self.fleet = Fleet(RUN_ID, size=FLEET_SIZE)
 
     def post_one(self) -> None:
+        reading = self.fleet.reading()
         with self.client.post(
             "/sensor",
-            data=raw_body(to_json(self.fleet.reading())),
+            data=raw_body(to_json(reading)),
             headers=JSON,
             name=SINGLE,
             catch_response=True,
         ) as resp:
             if resp.status_code == 202:
+                ACKED.append(identity_of(reading))
                 resp.success()
             else:
                 resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:200]}")
@@ -112,18 +119,21 @@ class BatchUser(_PipelineUser):
 
     @task
     def batch_json(self) -> None:
-        self._post_batch(to_json(self.fleet.batch(BATCH_SIZE)), JSON, BATCH_JSON)
+        batch = self.fleet.batch(BATCH_SIZE)
+        self._post_batch(batch, to_json(batch), JSON, BATCH_JSON)
 
     @task
     def batch_ndjson(self) -> None:
-        self._post_batch(to_ndjson(self.fleet.batch(BATCH_SIZE)), NDJSON, BATCH_NDJSON)
+        batch = self.fleet.batch(BATCH_SIZE)
+        self._post_batch(batch, to_ndjson(batch), NDJSON, BATCH_NDJSON)
 
-    def _post_batch(self, payload: bytes, headers: dict[str, str], name: str) -> None:
+    def _post_batch(self, batch: list[dict[str, object]], body: bytes, headers: dict[str, str], name: str) -> None:
         with self.client.post(
-            "/sensor/batch", data=raw_body(payload), headers=headers, name=name, catch_response=True
+            "/sensor/batch", data=raw_body(body), headers=headers, name=name, catch_response=True
         ) as resp:
             accepted = _json(resp.text).get("accepted") if resp.status_code == 202 else None
             if accepted == BATCH_SIZE:
+                ACKED.extend(identity_of(r) for r in batch)
                 resp.success()
             else:
                 resp.failure(f"HTTP {resp.status_code}, accepted={accepted}: {(resp.text or '')[:200]}")
@@ -186,6 +196,17 @@ def summarize(environment: Environment) -> dict[str, Any]:
         "errors": {f"{e.name}: {e.error}": e.occurrences for e in stats.errors.values()},
         "written_at": time.time(),
     }
+
+
+@events.quitting.add_listener
+def _write_acked(environment: Environment, **_kwargs: Any) -> None:
+    path = os.environ.get("LOADTEST_ACKED")
+    if not path:
+        return
+    if isinstance(environment.runner, WorkerRunner):
+        path = f"{path}.{os.getpid()}"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(json.dumps(i) + "\n" for i in ACKED))
 
 
 @events.quitting.add_listener

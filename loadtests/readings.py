@@ -125,6 +125,21 @@ class Fleet:
         return [self.reading() for _ in range(n)]
 
 
+Identity = tuple[str, str, int]  # (sensor_id, type, timestamp in µs since the epoch)
+
+
+def identity(sensor_id: object, kind: object, timestamp: object) -> Identity:
+    """What tells one reading from every other (the store's key), whatever the timestamp's
+    spelling (the client's `.000000Z`, the API's normalised `Z`)."""
+    dt = datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+    seconds = int(dt.replace(microsecond=0).timestamp())
+    return (str(sensor_id), str(kind), seconds * 1_000_000 + dt.microsecond)
+
+
+def identity_of(reading: dict[str, object]) -> Identity:
+    return identity(reading["sensor_id"], reading["type"], reading["timestamp"])
+
+
 def to_json(reading: dict[str, object] | list[dict[str, object]]) -> bytes:
     return json.dumps(reading, separators=(",", ":")).encode()
 

@@ -1,6 +1,8 @@
 """librdkafka configurations of every client of the pipeline, built in one place.
 
-RDKAFKA_* variables (KafkaSettings.rdkafka) are applied last, so they win over these.
+RDKAFKA_* variables (KafkaSettings.rdkafka) are applied last, so they win over these, except
+the settings that decide what a 2xx means (pipeline.settings.PINNED_RDKAFKA: acks, idempotence,
+retries, in-flight requests, the consumer's commits), which settings refuse to take.
 """
 
 from __future__ import annotations

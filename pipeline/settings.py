@@ -33,6 +33,20 @@ _LITERALS = (AckMode, SinkName, LogLevel, Backend)
 
 RDKAFKA_PREFIX = "RDKAFKA_"
 
+# librdkafka settings an RDKAFKA_* variable may not change, because each decides what a 2xx
+# means (docs/contract.md, "What a 2xx means is pinned"): the reason is the error's text.
+PINNED_RDKAFKA: dict[str, str] = {
+    "acks": "a 2xx means every in-sync replica has the reading (acks=all)",
+    "request.required.acks": "a 2xx means every in-sync replica has the reading (acks=all)",
+    "enable.idempotence": "the producer's retries must neither duplicate nor reorder (enable.idempotence=true)",
+    "max.in.flight.requests.per.connection": "idempotence bounds in-flight requests; the built-in value is kept",
+    "max.in.flight": "idempotence bounds in-flight requests; the built-in value is kept",
+    "message.send.max.retries": "a transient broker error is retried, not turned into a loss",
+    "retries": "a transient broker error is retried, not turned into a loss",
+    "enable.auto.commit": "the pool commits an offset only after the reading is stored",
+    "auto.offset.reset": "a new consumer group starts at the earliest record, so nothing acknowledged is skipped",
+}
+
 
 class ConfigError(ValueError):
     """An environment variable (or flag) has a value the pipeline cannot run with."""
@@ -48,6 +62,12 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
     alerts_topic: str = "sensor_alerts"
     # RDKAFKA_SECURITY_PROTOCOL=SASL_SSL -> {"security.protocol": "SASL_SSL"}; filled by `load`.
     rdkafka: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        # NOTE: `load` names the variable; this catches settings built in code (tests, benches).
+        pinned = sorted(self.rdkafka.keys() & PINNED_RDKAFKA.keys())
+        if pinned:
+            raise ConfigError(f"librdkafka's {pinned[0]} cannot be overridden: {PINNED_RDKAFKA[pinned[0]]}")
 
     def common(self) -> dict[str, str]:
         """librdkafka settings shared by every client: bootstrap plus RDKAFKA_* overrides."""
@@ -205,17 +225,25 @@ def _convert(struct: type[StructT], values: dict[str, object]) -> StructT:
         raise ConfigError(_message(field, values.get(bad))) from e
 
 
+def rdkafka_names(env: Mapping[str, str]) -> dict[str, str]:
+    """Each RDKAFKA_* variable of `env` and the librdkafka setting it names (`_` -> `.`)."""
+    return {
+        key: key[len(RDKAFKA_PREFIX) :].lower().replace("_", ".")
+        for key in env
+        if key.startswith(RDKAFKA_PREFIX) and len(key) > len(RDKAFKA_PREFIX)
+    }
+
+
 def load(env: Mapping[str, str]) -> Settings:
     """Convert an environment mapping into Settings; raises ConfigError naming the variable."""
     sections: dict[str, object] = {}
     for section, struct in SECTIONS.items():
         values = {f.name: _raw(f, env.get(f.name.upper(), "")) for f in _fields(struct) if f.name != "rdkafka"}
         sections[section] = _convert(struct, {k: v for k, v in values.items() if v is not None})
-    rdkafka = {
-        key[len(RDKAFKA_PREFIX) :].lower().replace("_", "."): value
-        for key, value in env.items()
-        if key.startswith(RDKAFKA_PREFIX) and len(key) > len(RDKAFKA_PREFIX)
-    }
+    rdkafka = {name: env[key] for key, name in rdkafka_names(env).items()}
+    for key, name in sorted(rdkafka_names(env).items()):
+        if name in PINNED_RDKAFKA:
+            raise ConfigError(f"{key} cannot be set: {name} is pinned ({PINNED_RDKAFKA[name]})")
     kafka = sections["kafka"]
     assert isinstance(kafka, KafkaSettings)
     sections["kafka"] = msgspec.structs.replace(kafka, rdkafka=rdkafka)
@@ -258,6 +286,7 @@ def apply_flags(settings: Settings, args: argparse.Namespace, section: str = "po
 
 
 __all__ = [
+    "PINNED_RDKAFKA",
     "AckMode",
     "ApiSettings",
     "Backend",

@@ -1,11 +1,14 @@
 """The fault suite: each scenario under open-loop load, the same invariants on its readings
-(harness/chaos.py). RELIABILITY.md has the measured tables."""
+(harness/chaos.py), and a check that its fault took effect (a fault that never happened
+would pass every invariant). RELIABILITY.md has the measured tables."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import tempfile
 import time
@@ -17,9 +20,10 @@ import pytest
 from harness.chaos import REPORTS, Pipeline, Verdict, kill9, pool_workers
 from harness.cluster import Cluster
 from harness.netns import NetemUnavailable
-from harness.openloop import OpenLoop
+from harness.openloop import OpenLoop, Outcome
 from harness.poll import wait_until
 from harness.process import ROOT, free_port
+from tests.chaos.conftest import RATE
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -34,18 +38,63 @@ def no_problems(verdict: Verdict) -> None:
     assert not verdict.problems(), "\n".join(verdict.problems())
 
 
+def outcomes_of(scenario: str) -> list[Outcome]:
+    lines = (REPORTS / scenario / "outcomes.jsonl").read_text().splitlines()
+    return [Outcome(**json.loads(line)) for line in lines]
+
+
+def held_during(check: Callable[[], object], seconds: float) -> bool:
+    """Poll `check` for `seconds` (the fault's whole duration) and say whether it ever held;
+    an exception (a metadata request timing out mid-fault) counts as not yet."""
+    seen = False
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not seen:
+            try:
+                seen = bool(check())
+            except Exception:
+                pass
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    return seen
+
+
+def in_sync_for(cluster: Cluster, topic: str, seconds: float) -> bool:
+    """Every replica of `topic` in sync at every look for `seconds` (one look is not enough)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not cluster.fully_replicated(topic):
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def unanswered_during(outcomes: list[Outcome], windows: list[tuple[float, float]]) -> list[bool]:
+    """Per fault window (time.monotonic()), whether some request sent in it got no 2xx."""
+    failed = [o.sent_at for o in outcomes if o.status is None or not 200 <= o.status < 300]
+    return [any(start <= t <= end for t in failed) for start, end in windows]
+
+
 @pytest.mark.chaos_ci
 def test_leader_kill9_five_times(scenario: Scenario, kafka_cluster: Cluster) -> None:
     """The leader of partition 0 killed with -9, five times in a row, each time restarted."""
+    windows: list[tuple[float, float]] = []
 
     def fault(p: Pipeline, load: OpenLoop) -> None:
         for _ in range(5):
+            killed = time.monotonic()
             kafka_cluster.kill(kafka_cluster.leader(p.topic, 0))
             time.sleep(3)
+            windows.append((killed, time.monotonic()))
             kafka_cluster.start()
-            wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
+            # NOTE: right after a restart the metadata can report an ISR the node has not
+            # rejoined yet; the next kill then hits a node no acknowledgement waits for and has
+            # no effect (seen: a round with every request answered 2xx). Wait until it holds.
+            wait_until("all replicas back in sync for 5 s", lambda: in_sync_for(kafka_cluster, p.topic, 5), 90)
 
     no_problems(scenario(fault))
+    # Each kill took effect: some request sent while that leader was down got no 2xx.
+    hit = unanswered_during(outcomes_of("leader_kill9_five_times"), windows)
+    assert all(hit), f"requests not answered 2xx per kill: {hit}"
 
 
 @pytest.mark.chaos_ci
@@ -80,22 +129,29 @@ def test_api_kill9_mid_stream(scenario: Scenario) -> None:
         time.sleep(3)
         p.start_api()
 
-    no_problems(scenario(fault))
+    verdict = scenario(fault)
+    no_problems(verdict)
+    assert verdict.indeterminate > 0, "no request went unanswered while the API was down"
 
 
 def test_leader_paused_past_request_timeout(scenario: Scenario, kafka_cluster: Cluster) -> None:
     """The leader SIGSTOPped 35 s (librdkafka's request.timeout.ms is 30 s), then resumed."""
+    windows: list[tuple[float, float]] = []
 
     def fault(p: Pipeline, load: OpenLoop) -> None:
         leader = kafka_cluster.leader(p.topic, 0)
+        paused = time.monotonic()
         kafka_cluster.pause(leader)
         try:
             time.sleep(35)
         finally:
             kafka_cluster.resume(leader)
+            windows.append((paused, time.monotonic()))
         wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
 
     no_problems(scenario(fault))
+    hit = unanswered_during(outcomes_of("leader_paused_past_request_timeout"), windows)
+    assert hit == [True] * len(windows) == [True], f"no request went unanswered 2xx while the leader was paused: {hit}"
 
 
 def test_leader_cut_off_from_peers(scenario: Scenario, kafka_cluster: Cluster) -> None:
@@ -105,12 +161,14 @@ def test_leader_cut_off_from_peers(scenario: Scenario, kafka_cluster: Cluster) -
         leader = kafka_cluster.leader(p.topic, 0)
         kafka_cluster.net.isolate(leader)
         try:
-            time.sleep(20)
+            shrank.append(held_during(lambda: not kafka_cluster.fully_replicated(p.topic), 20))
         finally:
             kafka_cluster.net.heal(leader)
         wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
 
+    shrank: list[bool] = []
     no_problems(scenario(fault))
+    assert shrank == [True], "no partition's ISR shrank while the leader was cut off from its peers"
 
 
 def test_two_of_three_controllers_down(scenario: Scenario, kafka_cluster: Cluster) -> None:
@@ -123,12 +181,17 @@ def test_two_of_three_controllers_down(scenario: Scenario, kafka_cluster: Cluste
         kafka_cluster.start()
         wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
 
-    no_problems(scenario(fault))
+    verdict = scenario(fault)
+    no_problems(verdict)
+    # With one node of three, acks=all cannot be met (min.insync.replicas=2): 503 or no answer.
+    assert verdict.indeterminate > 0, "every request was acknowledged with two of three nodes down"
 
 
 def test_rebalance_storm_and_a_host_killed(scenario: Scenario) -> None:
     """Two pool instances share the group (two hosts); a third is added and removed five
     times (SIGTERM, then kill -9 on alternate rounds); then one of the two is killed with -9."""
+
+    replayed: list[float] = []
 
     def fault(p: Pipeline, load: OpenLoop) -> None:
         for round_ in range(5):
@@ -139,8 +202,16 @@ def test_rebalance_storm_and_a_host_killed(scenario: Scenario) -> None:
             else:
                 extra.stop(30)
         kill9(p.pools[1])
+        # The survivor replays what the killed pool stored but had not committed (the key absorbs it).
+        duplicates = lambda: p.pool_metric(0, "sensor_consumer_readings_total", result="duplicate")  # noqa: E731
+        replayed.append(wait_until("the survivor replayed the killed pool's uncommitted readings", duplicates, 30))
 
-    no_problems(scenario(fault, pools=2))
+    # NOTE: commits at most every 2 s, so a pool killed with -9 has stored readings it has not
+    # committed: the replay the exactly-once check must absorb does happen.
+    no_problems(scenario(fault, pools=2, extra_env={"CONSUMER_COMMIT_INTERVAL_MS": "2000"}))
+    assert replayed and replayed[0] > 0
+    assigned = pool_log("rebalance_storm_and_a_host_killed").count("assigned partitions")
+    assert assigned >= 3, f"pool 0 saw {assigned} assignments: no rebalance reached it"
 
 
 def test_backlog_while_the_pool_is_down(scenario: Scenario) -> None:
@@ -150,6 +221,7 @@ def test_backlog_while_the_pool_is_down(scenario: Scenario) -> None:
         p.pools[0].stop(30)
         time.sleep(60)
         backlog = p.lag()
+        assert backlog >= RATE * 30, f"a backlog of {backlog} readings after 60 s without a pool at {RATE}/s"
         started = time.monotonic()
         p.start_pool()
         # Caught up: less than a second of readings behind (the load goes on meanwhile).
@@ -226,11 +298,24 @@ def test_leader_links_slowed(scenario: Scenario, kafka_cluster: Cluster) -> None
 
     def fault(p: Pipeline, load: OpenLoop) -> None:
         leader = kafka_cluster.leader(p.topic, 0)
+        window.append(time.monotonic())
         kafka_cluster.net.shape(leader, "256kbit")
         try:
             time.sleep(20)
         finally:
             kafka_cluster.net.clear(leader)
+            window.append(time.monotonic())
         wait_until("all replicas back in sync", lambda: kafka_cluster.fully_replicated(p.topic), 90)
 
+    window: list[float] = []
     no_problems(scenario(fault))
+    # The fault took effect: requests sent while the links were slow waited longer for acks=all.
+    outcomes = outcomes_of("leader_links_slowed")
+    latency = lambda o: (o.answered_at or float("inf")) - o.sent_at  # noqa: E731
+    before = [latency(o) for o in outcomes if o.sent_at < window[0]]
+    during = [latency(o) for o in outcomes if window[0] <= o.sent_at < window[1]]
+    assert before and during
+    assert statistics.median(during) > 2 * statistics.median(before), (
+        statistics.median(before),
+        statistics.median(during),
+    )

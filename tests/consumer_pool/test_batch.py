@@ -4,6 +4,7 @@ with a real SQLite sink, plain records and the commit and publisher passed in.""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,3 +226,18 @@ def test_stopping_during_an_outage_commits_nothing(sink: SqliteSink) -> None:
     h.sleep = lambda s: False  # asked to stop while waiting to retry
     assert not h.handle(decode(records(3), print), 3)
     assert commits == [] and count(sink) == 0
+
+
+def test_a_receipt_later_than_the_store_time_is_counted_not_clamped(sink: SqliteSink) -> None:
+    """Clock skew between the API and the pool shows as a count, not as a 0 ms reading."""
+    from consumer_pool import metrics
+
+    future = str(time.time_ns() + 60 * 10**9).encode()
+    batch = [Plain(reading(i), 0, i, [(INGESTED_AT_NS, future)]) for i in range(3)]
+    batch.append(Plain(reading(3), 0, 3, [(INGESTED_AT_NS, b"1700000000000000000")]))
+    negative, observed = metrics.E2E_NEGATIVE._value.get(), metrics.E2E_LATENCY._sum.get()
+    h, _ = handler(sink, [])
+    assert h.handle(decode(batch, print), len(batch))
+    assert metrics.E2E_NEGATIVE._value.get() - negative == 3
+    # Only the one reading with a past receipt was observed (its latency is years, not 0).
+    assert metrics.E2E_LATENCY._sum.get() - observed > 3600

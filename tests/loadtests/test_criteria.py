@@ -13,7 +13,7 @@ from loadtests.criteria import Measurements, Thresholds, evaluate, render
 
 GOOD = Measurements(
     offered_rps=200,
-    achieved_rps=190,
+    achieved_rps=191,
     requests=5700,
     failures=0,
     acked=9000,
@@ -24,6 +24,17 @@ GOOD = Measurements(
     e2e_p95_ms=20.0,
     e2e_p99_ms=40.0,
     catchup_s=0.3,
+    acked_ids=9000,
+    lost=0,
+    unacked_stored=0,
+    kafka_missing=0,
+    kafka_unacked=0,
+    kafka_twice=0,
+    outside_count=120,
+    outside_p50_ms=12.0,
+    outside_p99_ms=60.0,
+    outside_max_ms=80.0,
+    outside_unseen=0,
     e2e_rows_count=9000,
     e2e_rows_p50_ms=7.5,
     e2e_rows_p99_ms=38.0,
@@ -47,6 +58,14 @@ def test_a_healthy_run_passes_every_criterion() -> None:
     ("change", "criterion"),
     [
         ({"achieved_rps": 99.9}, "throughput"),
+        ({"achieved_rps": 189.9}, "throughput"),  # below 0.95 of the 200 offered
+        ({"lost": 1, "unacked_stored": 1}, "loss"),  # one lost, one extra: the counts still agree
+        ({"kafka_missing": 1, "kafka_unacked": 1}, "loss"),
+        ({"kafka_twice": 1}, "loss"),
+        ({"acked_ids": 8999}, "loss"),  # the users' record disagrees with Locust's stats
+        ({"outside_p99_ms": 200.0}, "e2e latency, outside"),
+        ({"outside_unseen": 1}, "e2e latency, outside"),  # a probe acknowledged, never readable
+        ({"outside_count": 0, "outside_p99_ms": None}, "e2e latency, outside"),
         ({"failures": 1}, "failures"),
         ({"stored": 8999}, "loss"),
         (
@@ -75,7 +94,13 @@ def test_each_criterion_fails_alone(change: dict[str, Any], criterion: str) -> N
 def test_thresholds_are_overridable() -> None:
     strict = Thresholds(min_rps=1000, max_failures=0, max_p99_ms=10, max_catchup_s=0.1)
 
-    assert failed(GOOD, strict) == ["throughput", "e2e latency", "e2e latency, rows", "consumer caught up"]
+    assert failed(GOOD, strict) == [
+        "throughput",
+        "e2e latency, outside",
+        "e2e latency",
+        "e2e latency, rows",
+        "consumer caught up",
+    ]
 
 
 def test_the_table_names_every_failed_criterion() -> None:

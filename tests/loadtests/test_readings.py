@@ -11,6 +11,7 @@ from loadtests.readings import (
     SENSOR_TYPES,
     Fleet,
     bad_payloads,
+    identity,
     new_run_id,
     to_json,
     to_ndjson,
@@ -54,3 +55,15 @@ def test_bad_payloads_are_refused_by_the_model(bad) -> None:
         return
     with pytest.raises((ValueError, msgspec.DecodeError)):
         decode_reading(bad.body)
+
+
+def test_identity_ignores_how_the_timestamp_is_spelled() -> None:
+    """The client's `.000000Z`, the API's normalised `Z` and an offset name the same reading."""
+    same = {
+        identity("s-1", "temperature", "2025-11-17T14:20:00.000000Z"),
+        identity("s-1", "temperature", "2025-11-17T14:20:00Z"),
+        identity("s-1", "temperature", "2025-11-17T15:20:00+01:00"),
+    }
+    assert len(same) == 1
+    assert identity("s-1", "temperature", "2025-11-17T14:20:00.000001Z") not in same
+    assert identity("s-1", "humidity", "2025-11-17T14:20:00Z") not in same

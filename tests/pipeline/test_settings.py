@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from pipeline.settings import ConfigError, PoolSettings, Settings, apply_flags, cli_flags
+from pipeline.settings import ConfigError, KafkaSettings, PoolSettings, Settings, apply_flags, cli_flags
 
 
 def test_defaults_are_those_of_the_contract() -> None:
@@ -95,3 +95,37 @@ def test_the_backend_comes_from_the_environment_or_the_flag() -> None:
     assert "{multiprocessing,ray}" in parser().format_help()
     got = apply_flags(base, parser().parse_args(["--backend", "multiprocessing"]))
     assert got.pool.consumer_backend == "multiprocessing"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"RDKAFKA_ACKS": "1"},
+        {"RDKAFKA_ENABLE_IDEMPOTENCE": "false"},
+        {"RDKAFKA_ENABLE_IDEMPOTENCE": "false", "RDKAFKA_ACKS": "1"},
+        {"RDKAFKA_REQUEST_REQUIRED_ACKS": "0"},
+        {"RDKAFKA_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION": "100"},
+        {"RDKAFKA_MESSAGE_SEND_MAX_RETRIES": "0"},
+        {"RDKAFKA_RETRIES": "0"},
+        {"RDKAFKA_ENABLE_AUTO_COMMIT": "true"},
+        {"RDKAFKA_AUTO_OFFSET_RESET": "latest"},
+    ],
+)
+def test_what_a_2xx_means_cannot_be_overridden(env: dict[str, str]) -> None:
+    """An RDKAFKA_* variable that would weaken an acknowledgement is refused at load, by name."""
+    with pytest.raises(ConfigError, match=f"^{sorted(env)[0]} cannot be set"):
+        Settings.from_env({**env, "RDKAFKA_LINGER_MS": "1"})
+
+
+def test_pinned_settings_survive_in_every_client_config() -> None:
+    """The clients' configurations keep acks=all, idempotence and manual commits whatever else
+    RDKAFKA_* sets, and a KafkaSettings built in code cannot carry a pinned key either."""
+    from pipeline.kafka_config import consumer_config, dlq_producer_config, producer_config
+
+    kafka = Settings.from_env({"RDKAFKA_LINGER_MS": "7", "RDKAFKA_SECURITY_PROTOCOL": "SSL"}).kafka
+    for config in (producer_config(kafka), dlq_producer_config(kafka)):
+        assert (config["acks"], config["enable.idempotence"], config["linger.ms"]) == ("all", True, "7")
+    consumer = consumer_config(kafka, "g")
+    assert (consumer["enable.auto.commit"], consumer["auto.offset.reset"]) == (False, "earliest")
+    with pytest.raises(ConfigError, match=r"enable\.idempotence cannot be overridden"):
+        KafkaSettings(rdkafka={"enable.idempotence": "false"})

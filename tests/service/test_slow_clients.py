@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from harness.poll import wait_until
 from harness.process import free_port
+from harness.prometheus import metric, scrape
 from harness.readings import SEED_READING
 from harness.slow_clients import run
 from tests.conftest import ApiFactory
@@ -78,7 +80,9 @@ def test_kafka_calls_never_block_the_event_loop(start_api: ApiFactory) -> None:
     with ThreadPoolExecutor(24) as pool:
         posts = [pool.submit(post, i) for i in range(12)]
         checks = [pool.submit(ready, i) for i in range(8)]
-        time.sleep(0.5)  # they are all waiting on Kafka now
+        # The POSTs' readings wait in the producers' queues for a broker that is not there.
+        queued = lambda: metric(scrape(f"{base}/metrics"), "sensor_kafka_queue_depth") >= 12  # noqa: E731
+        wait_until("the 12 POSTs waiting on Kafka", queued, 3.5)
         slowest = 0.0
         for _ in range(20):
             started = time.monotonic()

@@ -16,7 +16,8 @@ import sys
 import tempfile
 
 from consumer_pool import logs
-from consumer_pool.errors import EXIT_CONFIG_ERROR, WORKER_BOOT_ERROR, RuleError
+from consumer_pool.errors import EXIT_CONFIG_ERROR, WORKER_BOOT_ERROR
+from pipeline.alerts import RuleError
 from pipeline.settings import ConfigError, PoolSettings, Settings, apply_flags, cli_flags
 
 
@@ -41,7 +42,7 @@ def configure(argv: list[str] | None) -> Settings:
         raise ConfigError("SINK=postgres needs DATABASE_URL")
     if settings.pool.consumer_backend == "ray" and importlib.util.find_spec("ray") is None:
         raise ConfigError("CONSUMER_BACKEND=ray needs Ray: pip install -r requirements-ray.txt (make install-ray)")
-    from consumer_pool.alerts import parse_rules
+    from pipeline.alerts import parse_rules
 
     parse_rules(settings.pool.alert_rules)
     return settings

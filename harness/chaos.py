@@ -26,11 +26,11 @@ from pathlib import Path
 
 import msgspec
 
-from harness.db import pg_rows, sqlite_rows
 from harness.kafka import committed, create_topic, delete_topics, end_offsets, topic_values
 from harness.openloop import Outcome
 from harness.poll import wait_http, wait_until
 from harness.process import PYTHON, ROOT, Process, free_port
+from store.probe import Probe
 
 API_RECOVERY_BOUND_S = 30.0
 CATCH_UP_BOUND_S = 90.0
@@ -96,20 +96,9 @@ class Pipeline:
 
     def stored(self) -> list[int]:
         """The reading numbers in the store (value = number, harness.readings.numbered)."""
-        sql = "SELECT value FROM readings WHERE sensor_id LIKE {p}"
-        like = f"{self.run_id}-%"
-        try:
-            if self.env["SINK"] == "postgres":
-                rows = pg_rows(self.env["DATABASE_URL"], sql.format(p="%s"), (like,))
-            else:
-                if not Path(self.env["SQLITE_PATH"]).exists():
-                    return []
-                rows = sqlite_rows(self.env["SQLITE_PATH"], sql.format(p="?"), (like,))
-        except Exception as e:  # no table yet
-            if "no such table" in str(e) or "does not exist" in str(e):
-                return []
-            raise
-        return [int(v) for (v,) in rows]
+        env = self.env
+        probe = Probe(env["SQLITE_PATH"], None) if env["SINK"] != "postgres" else Probe(None, env["DATABASE_URL"])
+        return [int(v) for v in probe.values(f"{self.run_id}-")]
 
     def in_kafka(self) -> list[int]:
         return [int(msgspec.json.decode(v)["value"]) for v in topic_values(self.broker, self.topic)]

@@ -13,10 +13,10 @@ from pipeline.topics import ensure_topics
 from service.app import create_app
 from service.pipeline_health import PipelineHealth
 from service.producer import ReadingProducer
-from service.queries import open_store
 from service.read_resources import ReadSide
 from service.stream import Tail
 from service.worker import SHUTDOWN_HOOKS
+from store import open_reader
 
 log = logging.getLogger("service")
 
@@ -46,7 +46,7 @@ producer = ReadingProducer(settings.kafka, settings.api)
 pool = settings.pool
 tail = Tail(settings.kafka)
 read = ReadSide(
-    store=open_store(pool.sink, pool.sqlite_path, pool.database_url),
+    store=open_reader(pool.sink, pool.sqlite_path, pool.database_url),
     tail=tail,
     health=PipelineHealth(
         settings.api.prometheus_multiproc_dir,

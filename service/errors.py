@@ -13,8 +13,8 @@ from pipeline.reading import BatchError, ReadingError
 from service import encoding, metrics
 from service.middleware import Overloaded
 from service.producer import ProduceError
-from service.queries import BadCursor, StoreUnavailable
 from service.read_resources import NoStore
+from store import BadCursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

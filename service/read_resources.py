@@ -1,6 +1,6 @@
 """The read side's HTTP resources: sensors, readings, aggregates, alerts, the stream, health.
 
-Parameters are checked here (400 naming the parameter); the queries are service/queries.py,
+Parameters are checked here (400 naming the parameter); the queries are the store's (store/),
 the stream service/stream.py. docs/contract.md, "Read API", is the contract.
 """
 
@@ -16,8 +16,9 @@ import falcon.asgi
 import msgspec
 
 from service.pipeline_health import PipelineHealth
-from service.queries import BUCKETS, Page, Store
 from service.stream import Tail, parse_token
+from store import BUCKETS, Page
+from store import Reader as Store
 
 _SENSOR_ID = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 

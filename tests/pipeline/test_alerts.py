@@ -6,8 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from consumer_pool.alerts import AlertRow, Rule, advance, alert_id, parse_rules
-from consumer_pool.errors import RuleError
+from pipeline.alerts import AlertRow, Rule, RuleError, advance, alert_id, parse_rules
 from pipeline.reading import Reading
 from pipeline.record import Record
 

@@ -258,13 +258,13 @@ class PostgresReader(Reader):
 
     dialect = POSTGRES
 
-    def __init__(self, url: str, size: int = 4) -> None:
+    def __init__(self, url: str, size: int = 4, timeout_s: float = 5.0) -> None:
         self._pool = psycopg_pool.AsyncConnectionPool(
             url,
             min_size=1,
             max_size=size,
             open=False,
-            timeout=5.0,
+            timeout=timeout_s,
             kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
         )
         self._opened = False

@@ -1,8 +1,8 @@
 """Retention's statements: delete old rows sensor by sensor, in small steps.
 
-The pool decides when a step runs (consumer_pool/retention.py); a step here prunes the next
-few sensors of a sweep, each in its own short transaction, at most PRUNE_STEP_ROWS per
-sensor and table, so ingest never waits long behind a DELETE (index `readings_by_sensor_ts`).
+The pool decides when a step runs; a step here prunes the next few sensors of a sweep, each
+in its own short transaction, at most PRUNE_STEP_ROWS per sensor and table, so ingest never
+waits long behind a DELETE (index `readings_by_sensor_ts`).
 Cutoffs are UTC text (pipeline.reading.utc_text); PostgreSQL casts them to TIMESTAMPTZ.
 """
 

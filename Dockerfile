@@ -24,6 +24,7 @@ RUN awk '/^#/ { keep = ($0 ~ /^# Runtime/) } keep && !/^#/ && NF' /tmp/requireme
  && chown app:app /app/data
 
 COPY --chown=root:root pipeline/ /app/pipeline/
+COPY --chown=root:root store/ /app/store/
 COPY --chown=root:root service/ /app/service/
 COPY --chown=root:root consumer_pool/ /app/consumer_pool/
 

@@ -7,6 +7,7 @@ from consumer_pool.errors import BootError
 from consumer_pool.sinks.base import Sink, Written
 from pipeline.alerts import parse_rules
 from pipeline.settings import PoolSettings
+from store import KINDS, open_writer
 
 
 def make_sink(pool: PoolSettings) -> Sink:
@@ -27,11 +28,9 @@ def _store(pool: PoolSettings) -> Sink:
         return ConsoleSink(rules)
     if pool.sink == "postgres" and not pool.database_url:
         raise BootError("SINK=postgres needs DATABASE_URL")
-    import store
-
-    if pool.sink not in store.KINDS:
+    if pool.sink not in KINDS:
         raise BootError(f"unknown sink {pool.sink!r}")
-    return store.open_writer(pool.sink, pool.sqlite_path, pool.database_url, rules)
+    return open_writer(pool.sink, pool.sqlite_path, pool.database_url, rules)
 
 
 __all__ = ["Sink", "Written", "make_sink"]

@@ -88,6 +88,7 @@ def frame(msg: Message, readings_topic: str, event_id: str) -> Event | None:
     if value is None:
         return None
     key = msg.key()
+    body: object  # a reading's envelope (dict) or the typed alert event
     try:
         if topic == readings_topic:
             reading = _READING.decode(value)

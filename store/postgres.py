@@ -142,7 +142,7 @@ class PostgresLifecycle(alerts.Lifecycle):
         rules, sensors, types = (list(column) for column in zip(*wanted, strict=True))
         for found in cur.execute(_LOAD, (rules, sensors, types)).fetchall():
             key, last_ts, active_id, row = tuple(found[:3]), found[3], found[4], found[5:]
-            states[key] = KeyState(last_ts, active_id)  # type: ignore[index]
+            states[key] = KeyState(last_ts, active_id)
             if active_id is not None and row[0] is not None:
                 active[active_id] = alerts.row_of(row)
         return states, active
@@ -201,7 +201,7 @@ class PostgresWriter(Writer):
         """The URL without its password, for logs."""
         params = psycopg.conninfo.conninfo_to_dict(self.url)
         params.pop("password", None)
-        return psycopg.conninfo.make_conninfo(**params)
+        return psycopg.conninfo.make_conninfo("", **params)
 
     def write(self, batch: Sequence[Record]) -> Written:
         if not batch:

@@ -65,12 +65,12 @@ class Probe:
         path = Path(self.sqlite_path or "")
         if not path.exists():
             return []
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        lite = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
-            return conn.execute(SQLITE.sql(sql), args).fetchall()
+            return lite.execute(SQLITE.sql(sql), args).fetchall()
         except sqlite3.OperationalError as e:
             if "no such table" in str(e):
                 return []
             raise
         finally:
-            conn.close()
+            lite.close()

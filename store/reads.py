@@ -61,7 +61,8 @@ def aggregate(row: Any) -> dict[str, Any]:
 
 
 def alert(row: Any) -> dict[str, Any]:
-    return msgspec.to_builtins(alerts.row_of(row))
+    item: dict[str, Any] = msgspec.to_builtins(alerts.row_of(row))
+    return item
 
 
 def sensors_page(rows: list[Any], limit: int) -> Page:
@@ -115,7 +116,7 @@ def readings_sql(type_: str | None, start: Any, end: Any, cursor: list[Any] | No
 
 
 def alerts_sql(state: AlertState, sensor_id: str | None, cursor: list[Any] | None) -> tuple[str, list[Any]]:
-    where, args = ["1 = 1"], []
+    where, args = ["1 = 1"], list[Any]()
     if state != "all":
         where.append("state = ?")
         args.append(state)

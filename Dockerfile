@@ -23,6 +23,7 @@ RUN pip install -r /tmp/requirements-runtime.txt \
  && chown app:app /app/data
 
 COPY --chown=root:root pipeline/ /app/pipeline/
+COPY --chown=root:root store/ /app/store/
 COPY --chown=root:root service/ /app/service/
 COPY --chown=root:root consumer_pool/ /app/consumer_pool/
 

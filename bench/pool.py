@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ import msgspec
 from confluent_kafka import Producer
 
 from bench.common import machine, now, write_section
-from harness.db import pg_rows, sqlite_rows, throwaway_database
+from harness.db import throwaway_database
 from harness.isolation import Isolation
 from harness.poll import wait_until
 from harness.process import PYTHON, ROOT, Process, spawn
@@ -37,10 +37,10 @@ from harness.prometheus import diff, histogram, metric, scrape
 from pipeline.kafka_config import producer_config
 from pipeline.record import Headers
 from pipeline.settings import KafkaSettings
+from store.probe import Probe
 
 SENSORS = 1000
 TARGET_PG = 50_000
-SPAN = "SELECT min(stored_at_ns), max(stored_at_ns) FROM readings"  # first and last row stored
 
 
 @dataclass
@@ -122,13 +122,14 @@ def wait_stored(proc: Process, port: int, count: int, timeout: float) -> None:
     wait_until(f"{count} readings stored", lambda: stored(port) >= count, timeout, proc, interval=0.25)
 
 
-def drain(sink: str, env: dict[str, str], count: int, span: Callable[[], tuple[int, int]], log: Path) -> Throughput:
+def drain(sink: str, env: dict[str, str], count: int, probe: Probe, log: Path) -> Throughput:
     port = int(env["CONSUMER_METRICS_PORT"])
     started = time.perf_counter()
     with pool({**env, "SINK": sink}, log) as proc:
         wait_stored(proc, port, count, 600)
         wall = time.perf_counter() - started
-    first, last = span()
+    first, last = probe.span()  # first and last row stored
+    assert first is not None and last is not None, f"{sink}: the pool stored nothing"
     return Throughput(sink, count, (last - first) / 1e9, wall)
 
 
@@ -159,10 +160,7 @@ def steady(broker: str, topic: str, env: dict[str, str], rate: int, seconds: int
         p.flush(30)
         wait_stored(proc, port, count + 100, 120)
         samples = scrape(port)
-    rows = pg_rows(
-        url, "SELECT stored_at_ns - ingested_at_ns FROM readings WHERE ingested_at_ns >= %s", [measured_from]
-    )
-    lat = [r[0] / 1e6 for r in rows]
+    lat = [ns / 1e6 for ns in Probe(database_url=url).latencies_ns(ingested_from_ns=measured_from)]
     q = statistics.quantiles(lat, n=100)
     e2e = histogram(diff(samples, before), "sensor_pipeline_e2e_latency_seconds")
     hist = (e2e.quantile(0.99) if e2e is not None else float("nan")) * 1000
@@ -201,28 +199,21 @@ def main(argv: list[str] | None = None) -> int:
         fill = prefill(broker, topic, args.records)
         print(f"[bench] pre-filled in {fill:.1f}s", flush=True)
 
-        def sqlite_span() -> tuple[int, int]:
-            return sqlite_rows(db, SPAN)[0]
-
         lite = drain(
             "sqlite",
             {**env, **iso.with_group(f"bench-sqlite-{run}").env()},
             args.records,
-            sqlite_span,
+            Probe(sqlite_path=db),
             logs / "bench-pool-sqlite.log",
         )
         print(f"[bench] sqlite: {lite.rate:,.0f} readings/s ({lite.seconds:.1f}s; wall {lite.wall:.1f}s)", flush=True)
 
         with throwaway_database(base_url, "bench_pool") as url:
-
-            def pg_span() -> tuple[int, int]:
-                return pg_rows(url, SPAN)[0]
-
             pg = drain(
                 "postgres",
                 {**env, **iso.with_group(f"bench-pg-{run}").env(), "DATABASE_URL": url},
                 args.records,
-                pg_span,
+                Probe(database_url=url),
                 logs / "bench-pool-postgres.log",
             )
         print(f"[bench] postgres: {pg.rate:,.0f} readings/s ({pg.seconds:.1f}s; wall {pg.wall:.1f}s)", flush=True)

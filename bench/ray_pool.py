@@ -26,11 +26,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.common import machine, now, write_section
-from bench.pool import SPAN, Throughput, prefill, stored
-from harness.db import pg_rows, throwaway_database
+from bench.pool import Throughput, prefill, stored
+from harness.db import throwaway_database
 from harness.isolation import Isolation
 from harness.poll import wait_until
 from harness.process import PYTHON, ROOT, free_port, spawn
+from store.probe import Probe
 
 BACKENDS = ("multiprocessing", "ray")
 TARGET_OVERHEAD = 0.15
@@ -49,7 +50,8 @@ def drain(backend: str, env: dict[str, str], count: int, url: str, log: Path) ->
         code = proc.popen.wait(90)
         if code != 0:
             raise SystemExit(f"{backend} pool exited {code}; see {log}")
-    first, last = pg_rows(url, SPAN)[0]
+    first, last = Probe(database_url=url).span()
+    assert first is not None and last is not None, "the pool stored nothing"
     return Throughput(backend, count, (last - first) / 1e9, wall)
 
 

@@ -28,12 +28,12 @@ from pathlib import Path
 import requests
 
 from bench.common import cpu_seconds, group_pids, machine, now, single_reading_lua, write_section, wrk
-from consumer_pool.sinks.sqlite import SqliteSink
 from harness.process import ROOT
 from harness.stack import Endpoints, own_stack
 from loadtests.readings import new_run_id
 from pipeline.reading import Reading
 from pipeline.record import Record
+from store.sqlite import SqliteWriter
 
 HEADING = "Read side (stream cost, aggregates on 10 million rows)"
 DB_DIR = ROOT / ".cache" / "bench-read"
@@ -134,15 +134,15 @@ def stream_cost(stack: Endpoints, rounds: int, seconds: int, connections: int, w
 
 def build(path: Path, rows: int, target: str) -> None:
     """The target sensor: a temperature every 10 s for 30 days; the rest of `rows` spread over
-    2,000 other sensors and the same 30 days. Written through the SQLite sink in batches."""
+    2,000 other sensors and the same 30 days. Written through the SQLite store in batches."""
     if path.exists():
         return
     tmp = path.with_suffix(".building")
     for leftover in tmp.parent.glob(tmp.name + "*"):
         leftover.unlink()
-    sink = SqliteSink(str(tmp))
+    sink = SqliteWriter(str(tmp))
     sink.setup()
-    # NOTE: only while building the fixture: no fsync per batch (the sink itself keeps FULL).
+    # NOTE: only while building the fixture: no fsync per batch (the store itself keeps FULL).
     sink._conn.execute("PRAGMA synchronous=OFF")  # type: ignore[union-attr]
     own = DAYS * 86_400 // 10
     others = rows - own

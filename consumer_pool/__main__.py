@@ -13,8 +13,9 @@ import importlib.util
 import sys
 
 from consumer_pool import logs
-from consumer_pool.errors import EXIT_CONFIG_ERROR, WORKER_BOOT_ERROR, RuleError
+from consumer_pool.errors import EXIT_CONFIG_ERROR, WORKER_BOOT_ERROR
 from pipeline import metrics_folder
+from pipeline.alerts import RuleError
 from pipeline.settings import ConfigError, PoolSettings, Settings, apply_flags, cli_flags
 
 
@@ -33,7 +34,7 @@ def configure(argv: list[str] | None) -> Settings:
         raise ConfigError("SINK=postgres needs DATABASE_URL")
     if settings.pool.consumer_backend == "ray" and importlib.util.find_spec("ray") is None:
         raise ConfigError("CONSUMER_BACKEND=ray needs Ray: pip install -r requirements-ray.txt (make install-ray)")
-    from consumer_pool.alerts import parse_rules
+    from pipeline.alerts import parse_rules
 
     parse_rules(settings.pool.alert_rules)
     return settings

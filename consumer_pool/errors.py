@@ -1,4 +1,4 @@
-"""The pool's exceptions and named exit codes."""
+"""The pool's exceptions and named exit codes (a store that fails is store.StoreError)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,3 @@ class PoolError(Exception):
 
 class BootError(PoolError):
     """A worker (or the supervisor) could not start: bad config, unreachable store or broker."""
-
-
-class SinkError(PoolError):
-    """A sink write failed; nothing of the batch may be committed. Retried with backoff."""
-
-
-class RuleError(PoolError, ValueError):
-    """ALERT_RULES could not be parsed."""

@@ -1,4 +1,5 @@
-"""Retention: RETENTION_RAW_DAYS and RETENTION_AGG_DAYS, enforced in small steps.
+"""Retention: RETENTION_RAW_DAYS and RETENTION_AGG_DAYS, enforced in small steps (when;
+the statements are store/retention.py).
 
 One worker (slot 0) calls `step()` between batches. A step prunes a few sensors (each in its
 own short transaction, at most a few thousand rows), so ingest never waits behind a long
@@ -14,10 +15,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from consumer_pool import metrics
-from consumer_pool.errors import SinkError
 from consumer_pool.sinks.base import Sink
 from pipeline.reading import utc_text
 from pipeline.settings import PoolSettings
+from store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class Retention:
             return 0
         try:
             deleted, sweep_done = self.sink.prune(*self.cutoffs(), SENSORS_PER_STEP)
-        except SinkError as e:
+        except StoreUnavailable as e:
             log.warning("retention step failed, retrying later: %s", e)
             self._due = now + self.idle_interval_s
             return 0

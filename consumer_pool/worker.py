@@ -29,13 +29,12 @@ from confluent_kafka import (
 )
 
 from consumer_pool import logs, metrics
-from consumer_pool.alerts import AlertEvent
-from consumer_pool.errors import WORKER_BOOT_ERROR, BootError, SinkError
+from consumer_pool.errors import WORKER_BOOT_ERROR, BootError
 from consumer_pool.retention import Retention
 from consumer_pool.sinks import Sink, Written, make_sink
+from pipeline.alerts import AlertEvent, encode_event
 from pipeline.backoff import backoff
 from pipeline.kafka_config import consumer_config, dlq_producer_config
-from pipeline.reading import ENCODER
 from pipeline.record import (
     DecodeFailure,
     Fetched,
@@ -47,6 +46,7 @@ from pipeline.record import (
     position,
 )
 from pipeline.settings import Settings
+from store import StoreSetupError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +164,14 @@ class BatchHandler:
         return True
 
     def store(self, records: list[Record]) -> Written | None:
-        """Write the batch; on SinkError retry it with backoff (nothing is committed meanwhile).
+        """Write the batch; on StoreUnavailable retry it with backoff (nothing is committed meanwhile).
         Returns the number of new rows, or None when asked to stop before it succeeded."""
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 stored = self.sink.write(records)
-            except SinkError as e:
+            except StoreUnavailable as e:
                 attempt += 1
                 metrics.SINK_ERRORS.labels(self.sink.name).inc()
                 delay = backoff(attempt)
@@ -194,7 +194,7 @@ class BatchHandler:
         if not events:
             return
         for event in events:
-            self.publisher.produce(self.kafka.alerts_topic, value=ENCODER.encode(event), key=event.id.encode())
+            self.publisher.produce(self.kafka.alerts_topic, value=encode_event(event), key=event.id.encode())
             if event.state == "active":
                 metrics.ALERTS.labels(event.rule).inc()
         self.publisher.poll(0)
@@ -402,7 +402,10 @@ def boot(settings: Settings, slot: int, beat: Callable[[], None]) -> Worker:
     """The sink set up and the Kafka clients created (shared by a worker process and a Ray
     actor); raises BootError, KafkaException or ValueError when the worker cannot start."""
     sink = make_sink(settings.pool)
-    sink.setup()
+    try:
+        sink.setup()
+    except StoreSetupError as e:
+        raise BootError(str(e)) from e
     return Worker(settings, slot, sink, beat)
 
 

@@ -32,13 +32,13 @@ from pathlib import Path
 
 import msgspec
 
-from harness.db import pg_rows, sqlite_rows
 from harness.isolation import Isolation, inherited
 from harness.kafka import committed, end_offsets, topic_values
 from harness.openloop import Outcome
 from harness.poll import wait_http, wait_until
 from harness.process import PYTHON, ROOT, Process, free_port, pinned
 from harness.prometheus import metric, scrape
+from store.probe import Probe
 
 API_RECOVERY_BOUND_S = 30.0
 # The load goes on this long after the heal: longer than the bound, so a recovery slower than
@@ -106,32 +106,16 @@ class Pipeline:
 
     def stored(self) -> list[int]:
         """The reading numbers in the store (value = number, harness.readings.numbered)."""
-        sql = "SELECT value FROM readings WHERE sensor_id LIKE {p}"
-        like = f"{self.run_id}-%"
-        try:
-            if self.env["SINK"] == "postgres":
-                rows = pg_rows(self.env["DATABASE_URL"], sql.format(p="%s"), (like,))
-            else:
-                if not Path(self.env["SQLITE_PATH"]).exists():
-                    return []
-                rows = sqlite_rows(self.env["SQLITE_PATH"], sql.format(p="?"), (like,))
-        except Exception as e:  # no table yet
-            if "no such table" in str(e) or "does not exist" in str(e):
-                return []
-            raise
-        return [int(v) for (v,) in rows]
+        return [int(v) for v in self.probe().values(f"{self.run_id}-")]
+
+    def probe(self) -> Probe:
+        """The store this run's pool writes, read through the store's probe."""
+        env = self.env
+        return Probe(env["SQLITE_PATH"], None) if env["SINK"] != "postgres" else Probe(None, env["DATABASE_URL"])
 
     def aggregated(self) -> int:
         """The readings the minute aggregates count (readings_1m), for this run's sensors."""
-        sql = "SELECT COALESCE(SUM(count), 0) FROM readings_1m WHERE sensor_id LIKE {p}"
-        like = f"{self.run_id}-%"
-        if self.env["SINK"] == "postgres":
-            rows = pg_rows(self.env["DATABASE_URL"], sql.format(p="%s"), (like,))
-        elif Path(self.env["SQLITE_PATH"]).exists():
-            rows = sqlite_rows(self.env["SQLITE_PATH"], sql.format(p="?"), (like,))
-        else:
-            return 0
-        return int(rows[0][0])
+        return self.probe().aggregated(f"{self.run_id}-")
 
     def in_kafka(self) -> list[tuple[str, int]]:
         """(sensor, reading number) of every record, in offset order within each partition."""

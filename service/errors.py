@@ -14,8 +14,8 @@ from pipeline.reading import BatchError, ReadingError
 from service import metrics
 from service.ingest import encoding
 from service.ingest.producer import ProduceError
-from service.queries import BadCursor, StoreUnavailable
 from service.server.middleware import Overloaded
+from store import BadCursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,13 @@
-"""Sinks behind one small interface; `make_sink` picks one from the settings."""
+"""The pool's side of the store: `make_sink` picks the store's writer (store/) or the
+console sink from the settings."""
 
 from __future__ import annotations
 
-from consumer_pool.alerts import parse_rules
 from consumer_pool.errors import BootError
 from consumer_pool.sinks.base import Sink, Written
+from pipeline.alerts import parse_rules
 from pipeline.settings import PoolSettings
+from store import KINDS, open_writer
 
 
 def make_sink(pool: PoolSettings) -> Sink:
@@ -24,17 +26,11 @@ def _store(pool: PoolSettings) -> Sink:
         from consumer_pool.sinks.console import ConsoleSink
 
         return ConsoleSink(rules)
-    if pool.sink == "sqlite":
-        from consumer_pool.sinks.sqlite import SqliteSink
-
-        return SqliteSink(pool.sqlite_path, rules=rules)
-    if pool.sink == "postgres":
-        if not pool.database_url:
-            raise BootError("SINK=postgres needs DATABASE_URL")
-        from consumer_pool.sinks.postgres import PostgresSink
-
-        return PostgresSink(pool.database_url, rules=rules)
-    raise BootError(f"unknown sink {pool.sink!r}")
+    if pool.sink == "postgres" and not pool.database_url:
+        raise BootError("SINK=postgres needs DATABASE_URL")
+    if pool.sink not in KINDS:
+        raise BootError(f"unknown sink {pool.sink!r}")
+    return open_writer(pool.sink, pool.sqlite_path, pool.database_url, rules)
 
 
 __all__ = ["Sink", "Written", "make_sink"]

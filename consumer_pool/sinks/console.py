@@ -1,6 +1,7 @@
 """The seed's output: `Message received: <compact JSON>` per reading, on stdout.
 
-`ConsoleSink` is the sink that only prints; `Echo` wraps another sink and prints what that
+`ConsoleSink` is the sink that only prints (its alert lifecycle is pipeline.alerts's, held in
+memory); `Echo` wraps another sink and prints what that
 sink stored (CONSUMER_ECHO), so the worker has no special case for either.
 """
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from consumer_pool.alerts import AlertEvent, AlertRow, Key, KeyState, Rule, advance, relevant
 from consumer_pool.sinks.base import Sink, Written
+from pipeline.alerts import AlertEvent, MemoryLifecycle, Rule
 from pipeline.reading import encode
 from pipeline.record import Record
 
@@ -50,26 +51,24 @@ class ConsoleSink(Sink):
 
     def __init__(self, rules: tuple[Rule, ...] = ()) -> None:
         self.rules = rules
-        # NOTE: no store, so the alert lifecycle lives in this process only: a restart or a
-        # rebalance forgets which alerts are open (docs/contract.md, "Alerts").
-        self._states: dict[Key, KeyState] = {}
-        self._active: dict[str, AlertRow] = {}
+        # NOTE: no store, so the alert lifecycle lives in this process only (MemoryLifecycle).
+        self.lifecycle = MemoryLifecycle(rules) if rules else None
 
     def setup(self) -> None:
         """Nothing to connect to."""
 
     def write(self, batch: Sequence[Record]) -> Written:
         write_lines([received_line(r) for r in batch])
-        if not self.rules:
+        if self.lifecycle is None:
             return Written(len(batch))
-        result = advance(self.rules, relevant(self.rules, batch), self._states, self._active)
-        self._states.update(result.states)
-        for row in result.rows.values():
-            if row.state == "active":
-                self._active[row.id] = row
-            else:
-                self._active.pop(row.id, None)
-        return Written(len(batch), [row.event() for row in result.changed])
+        return Written(len(batch), self.lifecycle.run(batch))
+
+    def published(self, events: Sequence[AlertEvent]) -> None:
+        """Nothing is kept pending."""
+
+    def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
+        """Nothing stored, nothing to prune."""
+        return 0, True
 
     def close(self) -> None:
         """Nothing to release."""

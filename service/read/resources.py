@@ -1,6 +1,6 @@
 """The read side's HTTP resources: sensors, readings, aggregates, alerts, the stream, health.
 
-Parameters are checked here (400 naming the parameter); the queries are service/queries.py,
+Parameters are checked here (400 naming the parameter); the queries are the store's (store/),
 the stream service/read/stream.py. docs/contract.md, "Read API", is the contract.
 """
 
@@ -16,9 +16,10 @@ import falcon.asgi
 
 from pipeline.reading import is_sensor_id
 from service.errors import NoStore, reply
-from service.queries import BUCKETS, Page, Store
 from service.read.pipeline_health import PipelineHealth
 from service.read.stream import Tail, parse_token
+from store import BUCKETS, Page
+from store import Reader as Store
 
 
 @dataclass

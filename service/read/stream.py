@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from pipeline.alerts import decode_event
 from pipeline.kafka_config import Config, tail_config
 from pipeline.reading import READING_DECODER
 from pipeline.record import position as record_position
@@ -77,6 +78,7 @@ def frame(msg: Message, readings_topic: str, event_id: str) -> Event | None:
     if value is None:
         return None
     key = msg.key()
+    body: object  # a reading's envelope (dict) or the typed alert event
     try:
         if topic == readings_topic:
             # NOTE: the one reading model (pipeline/reading.py); a record it refuses is skipped.
@@ -100,9 +102,9 @@ def frame(msg: Message, readings_topic: str, event_id: str) -> Event | None:
             }
             sensor_id, type_, kind = reading.sensor_id, reading.type, b"reading"
         else:
-            alert = msgspec.json.decode(value)
+            alert = decode_event(value)
             body, kind = alert, b"alert"
-            sensor_id, type_ = alert.get("sensor_id"), alert.get("type")
+            sensor_id, type_ = alert.sensor_id, alert.type
     except (msgspec.DecodeError, msgspec.ValidationError, AttributeError):
         return None  # NOTE: not ours to show (the pool dead-letters such readings)
     data = _ENCODER.encode(body)

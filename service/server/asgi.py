@@ -20,11 +20,11 @@ from pipeline.topics import ensure_topics
 from service import metrics
 from service.app import create_app
 from service.ingest.producer import ReadingProducer
-from service.queries import open_store
 from service.read.pipeline_health import PipelineHealth
 from service.read.resources import ReadSide
 from service.read.stream import Tail
 from service.server.worker import SHUTDOWN_HOOKS
+from store import open_reader
 
 log = logging.getLogger("service")
 
@@ -51,7 +51,7 @@ def build(settings: Settings) -> Worker:
     pool = settings.pool
     tail = Tail(settings.kafka)
     read = ReadSide(
-        store=open_store(pool.sink, pool.sqlite_path, pool.database_url),
+        store=open_reader(pool.sink, pool.sqlite_path, pool.database_url),
         tail=tail,
         health=PipelineHealth(
             settings.api.prometheus_multiproc_dir,

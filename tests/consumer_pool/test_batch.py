@@ -1,5 +1,5 @@
 """The worker's batch logic in process: decode -> store -> dead letters/alerts -> commit,
-with a real SQLite sink, plain records and the commit and publisher passed in."""
+with a real SQLite store, plain records and the commit and publisher passed in."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import msgspec
 import pytest
 from confluent_kafka import KafkaException
 
-from consumer_pool.alerts import parse_rules
-from consumer_pool.errors import SinkError
 from consumer_pool.sinks.base import Sink, Written
-from consumer_pool.sinks.sqlite import SqliteSink
 from consumer_pool.worker import BatchHandler, decode
+from pipeline.alerts import AlertEvent, parse_rules
 from pipeline.record import DLQ_ERROR, DLQ_ORIGINAL_OFFSET, INGESTED_AT_NS, Record
 from pipeline.settings import Settings
+from store import StoreUnavailable
+from store.sqlite import SqliteWriter
 
 
 @dataclass
@@ -82,8 +82,8 @@ def records(n: int, partition: int = 0) -> list[Plain]:
 
 
 @pytest.fixture
-def sink(tmp_path: Path) -> Iterator[SqliteSink]:
-    s = SqliteSink(str(tmp_path / "r.db"))
+def sink(tmp_path: Path) -> Iterator[SqliteWriter]:
+    s = SqliteWriter(str(tmp_path / "r.db"))
     s.setup()
     yield s
     s.close()
@@ -100,7 +100,7 @@ def handler(sink: Sink, commits: list[dict[int, int]], rules: str = "") -> tuple
     return BatchHandler(settings, sink, published, commit, sleep=lambda s: True), published
 
 
-def count(sink: SqliteSink) -> int:
+def count(sink: SqliteWriter) -> int:
     with sqlite3.connect(sink.path) as conn:
         return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
 
@@ -119,7 +119,7 @@ def test_the_receipt_time_falls_back_to_the_record_timestamp() -> None:
     assert record.ingested_at_ns == 1_700_000_000_000 * 1_000_000
 
 
-def test_a_batch_is_stored_then_committed_and_a_replay_stores_nothing(sink: SqliteSink) -> None:
+def test_a_batch_is_stored_then_committed_and_a_replay_stores_nothing(sink: SqliteWriter) -> None:
     commits: list[dict[int, int]] = []
     h, published = handler(sink, commits)
     batch = records(5)
@@ -130,7 +130,7 @@ def test_a_batch_is_stored_then_committed_and_a_replay_stores_nothing(sink: Sqli
     assert published.records == []
 
 
-def test_dead_letters_carry_the_reason_and_origin_and_are_committed_with_the_batch(sink: SqliteSink) -> None:
+def test_dead_letters_carry_the_reason_and_origin_and_are_committed_with_the_batch(sink: SqliteWriter) -> None:
     commits: list[dict[int, int]] = []
     h, published = handler(sink, commits)
     batch = [*records(1), Plain(b"[]", 0, 101, [("x", b"y")])]
@@ -143,7 +143,7 @@ def test_dead_letters_carry_the_reason_and_origin_and_are_committed_with_the_bat
 
 
 def test_alert_changes_are_produced_once_kafka_has_them_and_a_replay_produces_nothing(tmp_path: Path) -> None:
-    sink = SqliteSink(str(tmp_path / "a.db"), rules=parse_rules("temperature>30"))
+    sink = SqliteWriter(str(tmp_path / "a.db"), rules=parse_rules("temperature>30"))
     sink.setup()
     commits: list[dict[int, int]] = []
     h, published = handler(sink, commits)
@@ -170,7 +170,7 @@ class Unreachable(Published):
 
 
 def test_an_alert_change_not_acknowledged_is_produced_again_with_the_next_batch(tmp_path: Path) -> None:
-    sink = SqliteSink(str(tmp_path / "a.db"), rules=parse_rules("temperature>30"))
+    sink = SqliteWriter(str(tmp_path / "a.db"), rules=parse_rules("temperature>30"))
     sink.setup()
     settings = Settings.from_env({"ALERTS_TOPIC": "alerts"})
     lost, commits = Unreachable(), list[dict[int, int]]()
@@ -198,7 +198,7 @@ class FailingTwice(Sink):
 
     name = "sqlite"
 
-    def __init__(self, inner: SqliteSink) -> None:
+    def __init__(self, inner: SqliteWriter) -> None:
         self.inner, self.failures = inner, 0
 
     def setup(self) -> None: ...
@@ -206,13 +206,16 @@ class FailingTwice(Sink):
     def write(self, batch: Sequence[Record]) -> Written:
         if self.failures < 2:
             self.failures += 1
-            raise SinkError("database is locked")
+            raise StoreUnavailable("database is locked")
         return self.inner.write(batch)
+
+    def published(self, events: Sequence[AlertEvent]) -> None:
+        self.inner.published(events)
 
     def close(self) -> None: ...
 
 
-def test_a_failed_write_is_retried_with_the_same_batch_and_committed_once(sink: SqliteSink) -> None:
+def test_a_failed_write_is_retried_with_the_same_batch_and_committed_once(sink: SqliteWriter) -> None:
     commits: list[dict[int, int]] = []
     h, _ = handler(FailingTwice(sink), commits)
     batch = records(3)
@@ -220,7 +223,7 @@ def test_a_failed_write_is_retried_with_the_same_batch_and_committed_once(sink: 
     assert count(sink) == 3 and commits == [{0: 103}]
 
 
-def test_stopping_during_an_outage_commits_nothing(sink: SqliteSink) -> None:
+def test_stopping_during_an_outage_commits_nothing(sink: SqliteWriter) -> None:
     commits: list[dict[int, int]] = []
     h, _ = handler(FailingTwice(sink), commits)
     h.sleep = lambda s: False  # asked to stop while waiting to retry
@@ -228,7 +231,7 @@ def test_stopping_during_an_outage_commits_nothing(sink: SqliteSink) -> None:
     assert commits == [] and count(sink) == 0
 
 
-def test_a_receipt_later_than_the_store_time_is_counted_not_clamped(sink: SqliteSink) -> None:
+def test_a_receipt_later_than_the_store_time_is_counted_not_clamped(sink: SqliteWriter) -> None:
     """Clock skew between the API and the pool shows as a count, not as a 0 ms reading."""
     from consumer_pool import metrics
 

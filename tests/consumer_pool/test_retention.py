@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from consumer_pool.retention import Retention
-from consumer_pool.sinks.sqlite import SqliteSink
 from harness.db import sqlite_count, sqlite_rows
 from harness.kafka import produce
 from harness.poll import wait_until
@@ -14,13 +13,14 @@ from harness.prometheus import metric, scrape
 from harness.readings import encoded, reading
 from pipeline.reading import Reading
 from pipeline.record import Record
+from store.sqlite import SqliteWriter
 from tests.consumer_pool.conftest import PoolFactory
 
 NOW = datetime(2025, 11, 20, tzinfo=timezone.utc).timestamp()
 
 
 def test_a_sweep_deletes_what_expired_sensor_by_sensor_and_then_rests(tmp_path: Path) -> None:
-    sink = SqliteSink(str(tmp_path / "r.db"))
+    sink = SqliteWriter(str(tmp_path / "r.db"))
     sink.setup()
     old, new = datetime(2025, 11, 1, tzinfo=timezone.utc), datetime(2025, 11, 19, tzinfo=timezone.utc)
     sink.write([Record.of(Reading(f"s{i:02d}", when, "t", 1.0), 0) for i in range(45) for when in (old, new)])

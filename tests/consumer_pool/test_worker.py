@@ -12,12 +12,12 @@ import msgspec
 import psycopg
 import pytest
 
-from consumer_pool.alerts import advance, parse_rules
 from harness.db import pg_count, pg_rows, sqlite_count, sqlite_rows
 from harness.kafka import committed, headers_of, payload, produce, read_topic
 from harness.poll import wait_until
 from harness.prometheus import metric, scrape
 from harness.readings import encoded, reading
+from pipeline.alerts import advance, parse_rules
 from pipeline.reading import decode_reading
 from pipeline.record import Record
 from tests.consumer_pool.conftest import PoolFactory

@@ -367,22 +367,22 @@ def test_image_installs_the_runtime_dependencies_only() -> None:
 
 
 def test_image_has_every_package_the_code_imports() -> None:
-    """A third-party import in pipeline/, service/ or consumer_pool/ must be a runtime requirement."""
+    """A third-party import in pipeline/, store/, service/ or consumer_pool/ must be a runtime requirement."""
     runtime = {name.replace("_", "-") for name in runtime_requirements()}
     dists = metadata.packages_distributions()
     imported: set[str] = set()
-    for folder in ("pipeline", "service", "consumer_pool"):
+    for folder in ("pipeline", "store", "service", "consumer_pool"):
         for path in (ROOT / folder).rglob("*.py"):
             imported |= set(re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", path.read_text(), re.M))
     third_party = {
         dist.lower().replace("_", "-")
         for module in imported
         for dist in dists.get(module, [])
-        if module not in {"pipeline", "service", "consumer_pool"}
+        if module not in {"pipeline", "store", "service", "consumer_pool"}
     }
     first_party = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() or p.suffix == ".py"}
-    images = {"pipeline", "service", "consumer_pool"}
-    assert imported & first_party <= images, "the image has only pipeline/, service/ and consumer_pool/"
+    images = {"pipeline", "store", "service", "consumer_pool"}
+    assert imported & first_party <= images, "the image has only pipeline/, store/, service/ and consumer_pool/"
     assert third_party, "found no third-party imports at all"
     # NOTE: requirements-ray.txt is an optional extra (CONSUMER_BACKEND=ray), kept out of the image.
     optional = {

@@ -88,7 +88,7 @@ def objects(draw: st.DrawFn) -> dict[str, object]:
 
 
 def store_can_keep(r: Reading) -> None:
-    """What every sink relies on (consumer_pool/sinks/): checked on every accepted reading."""
+    """What every store relies on (store/): checked on every accepted reading."""
     assert SENSOR_ID.fullmatch(r.sensor_id)
     assert r.timestamp.tzinfo is timezone.utc and 1 <= r.timestamp.year <= 9999
     assert 1 <= len(r.type) <= 32 and "\x00" not in r.type

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer_pool.sinks.sqlite import SqliteSink
 from harness.process import PYTHON, ROOT
+from store.sqlite import SqliteWriter
 from tests.conftest import ApiFactory
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ def test_schemathesis_on_the_read_api(start_api: ApiFactory, tmp_path: Path) -> 
     (only what the API returned is valid), so "schema-valid data is accepted" cannot hold for
     it; its 400 is checked by tests/service/read/test_read_api.py instead."""
     db = tmp_path / "store" / "readings.db"
-    store = SqliteSink(str(db))
+    store = SqliteWriter(str(db))
     store.setup()
     store.close()
     base, _ = start_api(SINK="sqlite", SQLITE_PATH=str(db))

@@ -1,24 +1,23 @@
-"""The SQLite and PostgreSQL sinks on real databases: dedupe on (sensor_id, type, ts),
-aggregates that only count new rows, the fixed schema."""
+"""The SQLite and PostgreSQL writers on real databases: dedupe on (sensor_id, type, ts),
+aggregates that only count new rows, the fixed schema, the alert lifecycle, retention."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from consumer_pool.alerts import parse_rules
-from consumer_pool.errors import BootError
-from consumer_pool.sinks import Sink, make_sink
-from consumer_pool.sinks.postgres import PostgresSink
-from consumer_pool.sinks.sqlite import SqliteSink
 from harness.db import pg_rows, sqlite_rows
 from harness.process import free_port
+from pipeline.alerts import parse_rules
 from pipeline.reading import Reading
 from pipeline.record import Record
-from pipeline.settings import PoolSettings
+from store import StoreSetupError, StoreUnavailable, Writer, open_writer
+from store.postgres import PostgresWriter
+from store.sqlite import SqliteWriter
 
 
 def make(second: int, value: float, sensor: str = "s1") -> Reading:
@@ -27,27 +26,27 @@ def make(second: int, value: float, sensor: str = "s1") -> Reading:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
-def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sink, str]]:
+def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Writer, str]]:
     if request.param == "sqlite":
         where = str(tmp_path / "deep" / "folder" / "r.db")  # parent folders get created
-        s: Sink = SqliteSink(where)
+        s: Writer = SqliteWriter(where)
     else:
         where = request.getfixturevalue("pg_url")
-        s = PostgresSink(where)
+        s = PostgresWriter(where)
     s.setup()
     yield s, where
     s.close()
 
 
-def rows(kind: Sink, where: str, sql: str) -> list[tuple]:
-    return sqlite_rows(where, sql) if isinstance(kind, SqliteSink) else pg_rows(where, sql)
+def rows(kind: Writer, where: str, sql: str) -> list[tuple]:
+    return sqlite_rows(where, sql) if isinstance(kind, SqliteWriter) else pg_rows(where, sql)
 
 
-def write(sink: Sink, readings: list[Reading]) -> int:
+def write(sink: Writer, readings: list[Reading]) -> int:
     return sink.write([Record.of(r, 1_700_000_000_000_000_000) for r in readings]).stored
 
 
-def test_duplicates_are_stored_once_and_aggregates_count_only_new_rows(sink: tuple[Sink, str]) -> None:
+def test_duplicates_are_stored_once_and_aggregates_count_only_new_rows(sink: tuple[Writer, str]) -> None:
     s, where = sink
     batch = [make(0, 10.0), make(30, 20.0), make(59, 30.0), make(60, 5.0), make(0, 1.0, sensor="s2")]
 
@@ -64,7 +63,7 @@ def test_duplicates_are_stored_once_and_aggregates_count_only_new_rows(sink: tup
         "SELECT ts, value, unit, location, ingested_at_ns, stored_at_ns FROM readings"
         " WHERE ts < '2025-11-17T14:00:01Z' AND sensor_id = 's1'",
     )
-    if isinstance(s, SqliteSink):
+    if isinstance(s, SqliteWriter):
         assert row[0] == "2025-11-17T14:00:00.000000Z"  # fixed width: text order is time order
     else:
         assert row[0] == datetime(2025, 11, 17, 14, 0, tzinfo=timezone.utc)
@@ -72,25 +71,41 @@ def test_duplicates_are_stored_once_and_aggregates_count_only_new_rows(sink: tup
     assert row[5] > row[4]
 
 
-def test_setup_is_idempotent(sink: tuple[Sink, str]) -> None:
+def test_setup_is_idempotent(sink: tuple[Writer, str]) -> None:
     s, where = sink
-    again = SqliteSink(where) if isinstance(s, SqliteSink) else PostgresSink(where)
+    again = SqliteWriter(where) if isinstance(s, SqliteWriter) else PostgresWriter(where)
     again.setup()
     again.close()
 
 
 @pytest.mark.integration
-def test_postgres_that_cannot_be_reached_is_a_boot_error() -> None:
-    with pytest.raises(BootError, match="not usable"):
-        PostgresSink(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=2).setup()
+def test_postgres_that_cannot_be_reached_is_a_setup_error() -> None:
+    with pytest.raises(StoreSetupError, match="not usable"):
+        PostgresWriter(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=2).setup()
 
 
-def test_postgres_sink_without_a_database_url_is_a_boot_error() -> None:
-    with pytest.raises(BootError, match="DATABASE_URL"):
-        make_sink(PoolSettings(sink="postgres"))
+def test_postgres_store_without_a_database_url_is_a_setup_error() -> None:
+    with pytest.raises(StoreSetupError, match="DATABASE_URL"):
+        open_writer("postgres", "", "")
 
 
-def test_text_needing_escapes_round_trips(sink: tuple[Sink, str]) -> None:
+def test_a_write_while_another_holds_the_lock_is_store_unavailable_and_stores_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.db")
+    s = SqliteWriter(path, busy_timeout_s=0.1)
+    s.setup()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            write(s, [make(0, 1.0)])
+        other.execute("ROLLBACK")
+        assert write(s, [make(0, 1.0)]) == 1  # the same batch, retried
+    finally:
+        other.close()
+        s.close()
+
+
+def test_text_needing_escapes_round_trips(sink: tuple[Writer, str]) -> None:
     s, where = sink
     odd = Reading("s1", datetime(2025, 11, 17, 14, 0, tzinfo=timezone.utc), "t\\ab\tc", -1.5e300, "°C\n", "a\\Nb\r")
     assert write(s, [odd]) == 1
@@ -99,21 +114,21 @@ def test_text_needing_escapes_round_trips(sink: tuple[Sink, str]) -> None:
     ]
 
 
-def test_latest_keeps_the_newest_reading_per_sensor_and_type_whatever_the_order(sink: tuple[Sink, str]) -> None:
+def test_latest_keeps_the_newest_reading_per_sensor_and_type_whatever_the_order(sink: tuple[Writer, str]) -> None:
     s, where = sink
     write(s, [make(30, 2.0), make(10, 1.0), make(5, 9.0, sensor="s2")])
     write(s, [make(20, 3.0)])  # late: older than the latest
     assert rows(s, where, "SELECT sensor_id, value FROM latest ORDER BY sensor_id") == [("s1", 2.0), ("s2", 9.0)]
 
 
-def lifecycle_sink(kind: Sink, where: str) -> Sink:
+def lifecycle_sink(kind: Writer, where: str) -> Writer:
     rules = parse_rules("temperature>40")
-    other = SqliteSink(where, rules=rules) if isinstance(kind, SqliteSink) else PostgresSink(where, rules=rules)
+    other = SqliteWriter(where, rules=rules) if isinstance(kind, SqliteWriter) else PostgresWriter(where, rules=rules)
     other.setup()
     return other
 
 
-def test_the_alert_lifecycle_is_stored_and_a_replay_changes_nothing(sink: tuple[Sink, str]) -> None:
+def test_the_alert_lifecycle_is_stored_and_a_replay_changes_nothing(sink: tuple[Writer, str]) -> None:
     s, where = sink
     store = lifecycle_sink(s, where)
     try:
@@ -131,7 +146,7 @@ def test_the_alert_lifecycle_is_stored_and_a_replay_changes_nothing(sink: tuple[
         store.close()
 
 
-def test_retention_deletes_old_rows_in_steps_and_keeps_the_rest(sink: tuple[Sink, str]) -> None:
+def test_retention_deletes_old_rows_in_steps_and_keeps_the_rest(sink: tuple[Writer, str]) -> None:
     s, where = sink
     write(s, [make(0, 1.0), make(90, 2.0), make(0, 3.0, sensor="s2"), make(150, 4.0, sensor="s3")])
     cutoff = "2025-11-17T14:01:00.000000Z"

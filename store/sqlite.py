@@ -1,28 +1,34 @@
-"""The embedded default store: SQLite in WAL mode, one transaction per batch.
+"""The embedded default store: SQLite in WAL mode, one transaction per batch; the pool
+writes through `SqliteWriter`, the API reads through `SqliteReader`.
 
 Duplicates are skipped by the primary key (sensor_id, type, ts). The one-minute aggregates
 and the latest reading per sensor and type are kept by triggers that fire only for rows
 really inserted, in the same transaction, so a replay neither stores a reading twice nor
 counts it twice; the alert lifecycle runs in that transaction too, on the new rows only.
-`ts` is fixed-width UTC text, so text order is time order for the read API.
+`ts` is fixed-width UTC text, so text order is time order for the read API
+(store/dialect.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from consumer_pool.alerts import AlertEvent, Rule
-from consumer_pool.errors import BootError, SinkError
-from consumer_pool.sinks import lifecycle
-from consumer_pool.sinks.base import Sink, Written
+from pipeline.alerts import Rule
 from pipeline.record import Record
+from store import alerts, reads
+from store.base import Reader, Writer, Written
+from store.dialect import SQLITE, SQLITE_MINUTE
+from store.errors import StoreSetupError, StoreUnavailable
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS readings (
     sensor_id TEXT NOT NULL,
     type TEXT NOT NULL,
@@ -48,7 +54,7 @@ CREATE TABLE IF NOT EXISTS readings_1m (
 CREATE TRIGGER IF NOT EXISTS readings_1m_on_insert AFTER INSERT ON readings
 BEGIN
     INSERT INTO readings_1m (sensor_id, type, minute, count, min, max, sum, avg)
-    VALUES (NEW.sensor_id, NEW.type, substr(NEW.ts, 1, 16) || ':00Z', 1, NEW.value, NEW.value, NEW.value, NEW.value)
+    VALUES (NEW.sensor_id, NEW.type, {SQLITE_MINUTE.format(ts="NEW.ts")}, 1, NEW.value, NEW.value, NEW.value, NEW.value)
     ON CONFLICT (sensor_id, type, minute) DO UPDATE SET
         count = readings_1m.count + 1,
         min = min(readings_1m.min, excluded.min),
@@ -83,16 +89,6 @@ SELECT sensor_id, type, max(ts), value, unit, location FROM readings GROUP BY se
 """
 
 NEW_ROW = "SELECT 1 FROM readings WHERE sensor_id = ? AND type = ? AND ts = ? AND stored_at_ns = ?"
-SENSORS_AFTER = "SELECT DISTINCT sensor_id FROM latest WHERE sensor_id > ? ORDER BY sensor_id LIMIT ?"
-PRUNE_RAW = (
-    "DELETE FROM readings WHERE (sensor_id, type, ts) IN"
-    " (SELECT sensor_id, type, ts FROM readings WHERE sensor_id = ? AND ts < ? LIMIT ?)"
-)
-PRUNE_AGG = (
-    "DELETE FROM readings_1m WHERE (sensor_id, type, minute) IN"
-    " (SELECT sensor_id, type, minute FROM readings_1m WHERE sensor_id = ? AND minute < ? LIMIT ?)"
-)
-PRUNE_STEP_ROWS = 2000
 
 INSERT = (
     "INSERT INTO readings (sensor_id, type, ts, value, unit, location, ingested_at_ns, stored_at_ns)"
@@ -105,17 +101,17 @@ def _columns(r: Record) -> tuple[object, ...]:
     return (reading.sensor_id, reading.type, r.ts, reading.value, reading.unit, reading.location, r.ingested_at_ns)
 
 
-class SqliteSink(Sink):
+class SqliteWriter(Writer):
     """Batched inserts into a local SQLite file (parent folders are created)."""
 
     name = "sqlite"
+    dialect = SQLITE
 
     def __init__(self, path: str, busy_timeout_s: float = 30.0, rules: tuple[Rule, ...] = ()) -> None:
+        super().__init__(rules)
         self.path = path
         self.busy_timeout_s = busy_timeout_s
-        self.lifecycle = lifecycle.Lifecycle(rules) if rules else None
         self._conn: sqlite3.Connection | None = None
-        self._sweep_from = ""  # retention: the last sensor_id pruned in this sweep
 
     def setup(self) -> None:
         try:
@@ -129,12 +125,12 @@ class SqliteSink(Sink):
                 # NOTE: FULL, not NORMAL: offsets are committed after this write, so the write must
                 # survive a power loss, not only a process crash (NORMAL loses the last commits then).
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{lifecycle.SCHEMA}")
+                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{alerts.SCHEMA}")
                 if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:
                     conn.execute(BACKFILL_LATEST)
                 conn.execute("COMMIT")
         except (OSError, sqlite3.Error) as e:
-            raise BootError(f"cannot open SQLite database {self.path}: {e}") from e
+            raise StoreSetupError(f"cannot open SQLite database {self.path}: {e}") from e
         self._conn = conn
 
     def write(self, batch: Sequence[Record]) -> Written:
@@ -154,34 +150,16 @@ class SqliteSink(Sink):
             ]
             return Written(inserted, self.lifecycle.run(cur, new))
 
-    def published(self, events: Sequence[AlertEvent]) -> None:
-        if self.lifecycle is not None and events:
-            with self._transaction() as cur:
-                self.lifecycle.mark(cur, events)
-
-    def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
-        """Delete old rows sensor by sensor (index `readings_by_sensor_ts`), at most
-        PRUNE_STEP_ROWS per sensor and table per call, each sensor in its own short
-        transaction, so ingest never waits long for the write lock."""
+    def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:
         assert self._conn is not None, "setup() first"
         try:
-            batch = [row[0] for row in self._conn.execute(SENSORS_AFTER, (self._sweep_from, sensors))]
+            return self._conn.execute(sql, args).fetchall()
         except sqlite3.Error as e:
-            raise SinkError(f"SQLite retention failed: {e}") from e
-        deleted = 0
-        for sensor_id in batch:
-            with self._transaction() as cur:
-                if raw_before:
-                    deleted += cur.execute(PRUNE_RAW, (sensor_id, raw_before, PRUNE_STEP_ROWS)).rowcount
-                if agg_before:
-                    deleted += cur.execute(PRUNE_AGG, (sensor_id, agg_before, PRUNE_STEP_ROWS)).rowcount
-        done = len(batch) < sensors
-        self._sweep_from = "" if done else batch[-1]
-        return deleted, done
+            raise StoreUnavailable(f"SQLite read failed: {e}") from e
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error); sqlite3 errors become SinkError."""
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error); sqlite3 errors become StoreUnavailable."""
         assert self._conn is not None, "setup() first"
         try:
             cur = self._conn.cursor()
@@ -194,9 +172,61 @@ class SqliteSink(Sink):
                     self._conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
-            raise SinkError(f"SQLite write failed: {e}") from e
+            raise StoreUnavailable(f"SQLite write failed: {e}") from e
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class SqliteReader(Reader):
+    """Read-only connections, one per worker thread (WAL lets them read while the pool
+    writes); acknowledging opens a writable one."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: str, busy_timeout_s: float = 5.0) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+
+    def _conn(self, writable: bool = False) -> sqlite3.Connection:
+        attr = "rw" if writable else "ro"
+        conn = getattr(self._local, attr, None)
+        if conn is None:
+            if not Path(self.path).exists():
+                raise StoreUnavailable(f"no SQLite database at {self.path} yet (is the pool running?)")
+            try:
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode={attr}", uri=True, timeout=self.busy_timeout_s, check_same_thread=False
+                )
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"cannot open {self.path}: {e}") from e
+            setattr(self._local, attr, conn)
+        return conn
+
+    def _fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"SQLite: {e}") from e
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return await asyncio.to_thread(self._fetch, sql, args)
+
+    def _ack(self, alert_id: str) -> dict[str, Any] | None:
+        try:
+            conn = self._conn(writable=True)
+            with conn:
+                conn.execute(alerts.ACK, (reads.now_text(), alert_id))
+            row = conn.execute(alerts.ALERT, (alert_id,)).fetchone()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"SQLite: {e}") from e
+        return reads.alert(row) if row else None
+
+    async def ack(self, alert_id: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self._ack, alert_id)
+
+    async def close(self) -> None:
+        """Thread-local connections close with their threads."""

@@ -1,7 +1,7 @@
-"""The alert lifecycle's tables and statements, shared by the SQLite and PostgreSQL stores.
+"""The alert lifecycle's persistence: tables and statements, shared by both backends.
 
 Runs inside the store's write transaction on the readings that transaction really inserted
-(`alerts.advance` is the state machine). Alert timestamps are kept as fixed-width UTC text
+(`pipeline.alerts.advance` is the state machine). Alert timestamps are kept as fixed-width UTC text
 (`pipeline.reading.utc_text`), so they sort and compare the same in both databases.
 """
 
@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from consumer_pool.alerts import AlertEvent, AlertRow, Key, KeyState, Rule, advance, keys, relevant
+from pipeline.alerts import AlertEvent, AlertRow, Key, KeyState, Rule, advance, keys, relevant
 from pipeline.record import Record
+from store.dialect import SQLITE, Dialect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -65,23 +66,26 @@ _ROW = f"SELECT {COLUMNS} FROM alerts WHERE id = ?"
 _PENDING = f"SELECT {COLUMNS} FROM alerts WHERE pending = 1 ORDER BY raised_at LIMIT 1000"
 _MARK = "UPDATE alerts SET pending = 0 WHERE id = ? AND state = ?"
 
+# The read side's statements (store/reads.py).
+ACK = "UPDATE alerts SET acked_at = COALESCE(acked_at, ?) WHERE id = ?"
+ALERT = f"SELECT {COLUMNS} FROM alerts WHERE id = ?"
+LIST = f"SELECT {COLUMNS} FROM alerts WHERE {{where}} ORDER BY raised_at DESC, id DESC LIMIT ?"
+
 
 def row_of(values: Sequence[Any]) -> AlertRow:
     return AlertRow(**dict(zip(FIELDS, values, strict=True)))
 
 
 class Lifecycle:
-    """The lifecycle on one DB-API connection; `placeholder` is `?` (sqlite3) or `%s` (psycopg)."""
+    """The lifecycle on one DB-API connection of the given dialect."""
 
-    def __init__(self, rules: tuple[Rule, ...], placeholder: str = "?") -> None:
+    def __init__(self, rules: tuple[Rule, ...], dialect: Dialect = SQLITE) -> None:
         self.rules = rules
         self.types = {rule.type for rule in rules}
-
-        def sql(text: str) -> str:
-            return text.replace("?", placeholder)
-
+        sql = dialect.sql
         self._upsert_row, self._upsert_state = sql(_UPSERT_ROW), sql(_UPSERT_STATE)
         self._state, self._row, self._mark = sql(_STATE), sql(_ROW), sql(_MARK)
+        self._pending = sql(_PENDING)
 
     def candidates(self, batch: Iterable[Record]) -> list[Record]:
         """The records some rule is about."""
@@ -123,35 +127,7 @@ class Lifecycle:
 
     def pending(self, cur: Any) -> list[AlertEvent]:
         """Raised or cleared alerts not yet acknowledged by Kafka (their current state)."""
-        return [row_of(values).event() for values in cur.execute(_PENDING).fetchall()]
+        return [row_of(values).event() for values in cur.execute(self._pending).fetchall()]
 
     def mark(self, cur: Any, events: Sequence[AlertEvent]) -> None:
         cur.executemany(self._mark, [(e.id, e.state) for e in events])
-
-
-_PG_LOAD = f"""
-SELECT s.rule, s.sensor_id, s.type, s.last_ts, s.active_id, {", ".join("a." + f for f in FIELDS)}
-FROM alert_state s
-JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(rule, sensor_id, type) USING (rule, sensor_id, type)
-LEFT JOIN alerts a ON a.id = s.active_id
-"""
-
-
-class PostgresLifecycle(Lifecycle):
-    """One round trip for the states of a batch's keys, not one per key."""
-
-    def __init__(self, rules: tuple[Rule, ...]) -> None:
-        super().__init__(rules, "%s")
-
-    def load(self, cur: Any, wanted: set[Key]) -> tuple[dict[Key, KeyState], dict[str, AlertRow]]:
-        states: dict[Key, KeyState] = {}
-        active: dict[str, AlertRow] = {}
-        if not wanted:
-            return states, active
-        rules, sensors, types = (list(column) for column in zip(*wanted, strict=True))
-        for found in cur.execute(_PG_LOAD, (rules, sensors, types)).fetchall():
-            key, last_ts, active_id, row = tuple(found[:3]), found[3], found[4], found[5:]
-            states[key] = KeyState(last_ts, active_id)  # type: ignore[index]
-            if active_id is not None and row[0] is not None:
-                active[active_id] = row_of(row)
-        return states, active

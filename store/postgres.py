@@ -1,7 +1,9 @@
 """PostgreSQL (TimescaleDB when present): COPY into a staging table, then one statement
 that inserts new rows (ON CONFLICT DO NOTHING) and folds exactly those rows into the
 one-minute aggregates and the latest reading per sensor and type, all in one transaction,
-so replays change nothing; the alert lifecycle runs in that transaction on the new rows."""
+so replays change nothing; the alert lifecycle runs in that transaction on the new rows.
+The pool writes through `PostgresWriter`; the API reads through `PostgresReader` (an async
+connection pool, so the event loop never waits on the database)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,18 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
+import psycopg_pool
 
-from consumer_pool.alerts import AlertEvent, Rule
-from consumer_pool.errors import BootError, SinkError
-from consumer_pool.sinks import lifecycle
-from consumer_pool.sinks.base import Sink, Written
+from pipeline.alerts import AlertRow, Key, KeyState, Rule
 from pipeline.reading import utc_text
 from pipeline.record import Record
+from store import alerts, reads
+from store.base import Reader, Writer, Written
+from store.dialect import POSTGRES
+from store.errors import StoreSetupError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +76,6 @@ SELECT r.sensor_id, r.type, r.ts FROM readings_stage s
 JOIN readings r USING (sensor_id, type, ts)
 WHERE r.stored_at_ns = %(stored_at_ns)s AND s.type = ANY(%(types)s)
 """
-SENSORS_AFTER = "SELECT DISTINCT sensor_id FROM latest WHERE sensor_id > %s ORDER BY sensor_id LIMIT %s"
-PRUNE_RAW = (
-    "DELETE FROM readings WHERE (sensor_id, type, ts) IN"
-    " (SELECT sensor_id, type, ts FROM readings WHERE sensor_id = %s AND ts < %s LIMIT %s)"
-)
-PRUNE_AGG = (
-    "DELETE FROM readings_1m WHERE (sensor_id, type, minute) IN"
-    " (SELECT sensor_id, type, minute FROM readings_1m WHERE sensor_id = %s AND minute < %s LIMIT %s)"
-)
-PRUNE_STEP_ROWS = 2000
 
 STAGED = "sensor_id, type, ts, value, unit, location, ingested_at_ns"
 STAGE = (
@@ -125,17 +120,48 @@ def _text(value: str | None) -> str:
     return "\\N" if value is None else value.translate(_ESCAPES)
 
 
-class PostgresSink(Sink):
+_LOAD = POSTGRES.sql(f"""
+SELECT s.rule, s.sensor_id, s.type, s.last_ts, s.active_id, {", ".join("a." + f for f in alerts.FIELDS)}
+FROM alert_state s
+JOIN unnest(?::text[], ?::text[], ?::text[]) AS k(rule, sensor_id, type) USING (rule, sensor_id, type)
+LEFT JOIN alerts a ON a.id = s.active_id
+""")
+
+
+class PostgresLifecycle(alerts.Lifecycle):
+    """One round trip for the states of a batch's keys, not one per key."""
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        super().__init__(rules, POSTGRES)
+
+    def load(self, cur: Any, wanted: set[Key]) -> tuple[dict[Key, KeyState], dict[str, AlertRow]]:
+        states: dict[Key, KeyState] = {}
+        active: dict[str, AlertRow] = {}
+        if not wanted:
+            return states, active
+        rules, sensors, types = (list(column) for column in zip(*wanted, strict=True))
+        for found in cur.execute(_LOAD, (rules, sensors, types)).fetchall():
+            key, last_ts, active_id, row = tuple(found[:3]), found[3], found[4], found[5:]
+            states[key] = KeyState(last_ts, active_id)
+            if active_id is not None and row[0] is not None:
+                active[active_id] = alerts.row_of(row)
+        return states, active
+
+
+class PostgresWriter(Writer):
     """psycopg 3; reconnects after a lost connection (the batch is retried by the worker)."""
 
     name = "postgres"
+    dialect = POSTGRES
 
     def __init__(self, url: str, connect_timeout: int = 5, rules: tuple[Rule, ...] = ()) -> None:
+        super().__init__(rules)
         self.url = url
         self.connect_timeout = connect_timeout
-        self.lifecycle = lifecycle.PostgresLifecycle(rules) if rules else None
         self._conn: psycopg.Connection | None = None
-        self._sweep_from = ""  # retention: the last sensor_id pruned in this sweep
+
+    def _lifecycle(self, rules: tuple[Rule, ...]) -> alerts.Lifecycle:
+        return PostgresLifecycle(rules)
 
     def setup(self) -> None:
         try:
@@ -144,13 +170,13 @@ class PostgresSink(Sink):
                 # NOTE: workers boot together; serialise the DDL instead of racing on it.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('sensor_pipeline.schema'))")
                 conn.execute(SCHEMA)
-                conn.execute(lifecycle.SCHEMA)
+                conn.execute(alerts.SCHEMA)
                 self._hypertable(conn)
                 if not conn.execute("SELECT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:  # type: ignore[index]
                     conn.execute(BACKFILL_LATEST)
             conn.execute(STAGE)
         except psycopg.Error as e:
-            raise BootError(f"PostgreSQL at {self._safe_url()} is not usable: {e}") from e
+            raise StoreSetupError(f"PostgreSQL at {self._safe_url()} is not usable: {e}") from e
         self._conn = conn
 
     def _connect(self, stage: bool = True) -> psycopg.Connection:
@@ -188,17 +214,14 @@ class PostgresSink(Sink):
             for r in batch
         )
         stored_at_ns = time.time_ns()
-        try:
-            with self._transaction() as cur:
-                with cur.copy(f"COPY readings_stage ({STAGED}) FROM STDIN") as copy:
-                    copy.write(text.encode())
-                cur.execute(UPSERT, {"stored_at_ns": stored_at_ns})
-                (inserted,) = cur.fetchone()  # type: ignore[misc]
-                if self.lifecycle is None:
-                    return Written(int(inserted))
-                return Written(int(inserted), self.lifecycle.run(cur, self._new_candidates(cur, batch, stored_at_ns)))
-        except psycopg.Error as e:
-            raise SinkError(f"PostgreSQL write failed: {e}") from e
+        with self._transaction() as cur:
+            with cur.copy(f"COPY readings_stage ({STAGED}) FROM STDIN") as copy:
+                copy.write(text.encode())
+            cur.execute(UPSERT, {"stored_at_ns": stored_at_ns})
+            (inserted,) = cur.fetchone()  # type: ignore[misc]
+            if self.lifecycle is None:
+                return Written(int(inserted))
+            return Written(int(inserted), self.lifecycle.run(cur, self._new_candidates(cur, batch, stored_at_ns)))
 
     def _new_candidates(self, cur: psycopg.Cursor, batch: Sequence[Record], stored_at_ns: int) -> list[Record]:
         assert self.lifecycle is not None
@@ -208,44 +231,60 @@ class PostgresSink(Sink):
         found = cur.execute(NEW_ROWS, {"stored_at_ns": stored_at_ns, "types": sorted(self.lifecycle.types)})
         return [candidates[key] for s, t, ts in found.fetchall() if (key := (s, t, utc_text(ts))) in candidates]
 
-    def published(self, events: Sequence[AlertEvent]) -> None:
-        if self.lifecycle is None or not events:
-            return
-        try:
-            with self._transaction() as cur:
-                self.lifecycle.mark(cur, events)
-        except psycopg.Error as e:
-            raise SinkError(f"PostgreSQL write failed: {e}") from e
-
-    def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
-        """Delete old rows sensor by sensor, at most PRUNE_STEP_ROWS per sensor and table per
-        call, each sensor in its own short transaction."""
-        deleted = 0
-        try:
-            with self._transaction() as cur:
-                batch = [row[0] for row in cur.execute(SENSORS_AFTER, (self._sweep_from, sensors)).fetchall()]
-            for sensor_id in batch:
-                with self._transaction() as cur:
-                    if raw_before:
-                        deleted += cur.execute(PRUNE_RAW, (sensor_id, raw_before, PRUNE_STEP_ROWS)).rowcount
-                    if agg_before:
-                        deleted += cur.execute(PRUNE_AGG, (sensor_id, agg_before, PRUNE_STEP_ROWS)).rowcount
-        except psycopg.Error as e:
-            raise SinkError(f"PostgreSQL retention failed: {e}") from e
-        done = len(batch) < sensors
-        self._sweep_from = "" if done else batch[-1]
-        return deleted, done
+    def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        with self._transaction() as cur:
+            return cur.execute(sql, args).fetchall()
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Cursor]:
-        """A transaction on the (re)connected connection."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = self._connect()
-        conn = self._conn
-        with conn.transaction(), conn.cursor() as cur:
-            yield cur
+        """A transaction on the (re)connected connection; psycopg errors become StoreUnavailable."""
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = self._connect()
+            conn = self._conn
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except psycopg.Error as e:
+            raise StoreUnavailable(f"PostgreSQL write failed: {e}") from e
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class PostgresReader(Reader):
+    """psycopg's async connection pool, opened on first use (the API starts without the DB)."""
+
+    dialect = POSTGRES
+
+    def __init__(self, url: str, size: int = 4, timeout_s: float = 5.0) -> None:
+        self._pool = psycopg_pool.AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            open=False,
+            timeout=timeout_s,
+            kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+        )
+        self._opened = False
+
+    async def _run(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        try:
+            if not self._opened:
+                await self._pool.open(wait=False)
+                self._opened = True
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(sql, args)
+                return await cur.fetchall() if cur.description else []
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as e:
+            raise StoreUnavailable(f"PostgreSQL: {e}") from e
+
+    async def ack(self, alert_id: str) -> dict[str, Any] | None:
+        await self._query(alerts.ACK, [reads.now_text(), alert_id])
+        rows = await self._query(alerts.ALERT, [alert_id])
+        return reads.alert(rows[0]) if rows else None
+
+    async def close(self) -> None:
+        if self._opened:
+            await self._pool.close()

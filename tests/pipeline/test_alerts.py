@@ -1,13 +1,25 @@
-"""Alert rules: parsing, matching, and ids that a replay reproduces exactly."""
+"""Alert rules: parsing, matching, ids that a replay reproduces exactly, the in-memory
+lifecycle and the ALERTS_TOPIC codec."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
+import msgspec
 import pytest
 
-from consumer_pool.alerts import AlertRow, Rule, advance, alert_id, parse_rules
-from consumer_pool.errors import RuleError
+from pipeline.alerts import (
+    AlertRow,
+    MemoryLifecycle,
+    Rule,
+    RuleError,
+    advance,
+    alert_id,
+    decode_event,
+    encode_event,
+    parse_rules,
+)
 from pipeline.reading import Reading
 from pipeline.record import Record
 
@@ -97,3 +109,40 @@ def test_other_sensors_and_types_have_their_own_alerts() -> None:
     rules = parse_rules("temperature>40")
     changed, _ = run(rules, [[at(0, 41.0), at(0, 41.0, sensor="s2"), at(0, 99.0, "humidity")], [at(1, 1.0)]])
     assert [(r.sensor_id, r.state) for r in changed] == [("s1", "active"), ("s2", "active"), ("s1", "cleared")]
+
+
+def test_the_memory_lifecycle_keeps_open_alerts_across_batches_as_a_store_does() -> None:
+    rules = parse_rules("temperature>40")
+    memory = MemoryLifecycle(rules)
+    raised = memory.run([at(0, 41.0), at(1, 45.0), at(1, 99.0, "humidity")])
+    assert [(e.state, e.value, e.timestamp) for e in raised] == [("active", 41.0, "2025-11-17T14:20:00.000000Z")]
+    assert memory.run([at(1, 20.0)]) == []  # not newer than the last reading seen: changes nothing
+    cleared = memory.run([at(2, 20.0)])
+    assert [(e.id, e.state, e.value) for e in cleared] == [(raised[0].id, "cleared", 20.0)]
+    stored, _ = run(rules, [[at(0, 41.0), at(1, 45.0)], [at(1, 20.0)], [at(2, 20.0)]])
+    assert [r.event() for r in stored] == [*raised, *cleared]  # the same events a store hands back
+
+
+def test_the_alert_event_codec_round_trips_and_omits_a_missing_location() -> None:
+    (row,) = advance(parse_rules("temperature>40"), [at(0, 41.5)], {}, {}).changed
+    event = row.event()
+    wire = encode_event(event)
+    assert json.loads(wire) == {
+        "id": event.id,
+        "state": "active",
+        "rule": "temperature>40",
+        "sensor_id": "s1",
+        "type": "temperature",
+        "timestamp": "2025-11-17T14:20:00.000000Z",
+        "value": 41.5,
+        "threshold": 40.0,
+    }
+    assert decode_event(wire) == event
+    located = msgspec.structs.replace(event, location="hall")
+    assert decode_event(encode_event(located)).location == "hall"
+
+
+@pytest.mark.parametrize("bad", [b"{}", b"[1]", b'{"id": 1}', b"not json"])
+def test_a_record_that_is_not_an_alert_event_is_refused(bad: bytes) -> None:
+    with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
+        decode_event(bad)

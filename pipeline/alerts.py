@@ -3,9 +3,13 @@
 An alert is raised by the first reading of a sensor and type that breaks a rule, stays
 active while later readings break it, and clears itself at the first later reading that
 does not (docs/contract.md, "Alerts"). `advance()` is that state machine, fed plain data;
-the stores run it inside their write transaction, on the readings that were really new,
-so a replayed reading changes nothing. An alert's id is derived from the rule, the sensor,
-the type and the raising reading's timestamp, so the same history always gives the same ids.
+the stores (store/alerts.py) run it inside their write transaction, on the readings that
+were really new, so a replayed reading changes nothing; the console sink runs it through
+`MemoryLifecycle`. An alert's id is derived from the rule, the sensor, the type and the
+raising reading's timestamp, so the same history always gives the same ids.
+
+`AlertEvent` is the ALERTS_TOPIC wire format, a sibling of pipeline/record.py's reading
+record: `encode_event` and `decode_event` are its one codec (pool and API both use them).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from typing import Literal
 
 import msgspec
 
-from consumer_pool.errors import RuleError
 from pipeline.reading import Reading
 from pipeline.record import Record
 
@@ -31,6 +34,10 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _RULE = re.compile(r"^\s*([A-Za-z0-9_.:-]{1,32})\s*(>=|<=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$")
 _NAMESPACE = uuid.UUID("6f1c0a1e-5d0b-4c83-9a57-2f1f0b7b9a10")
+
+
+class RuleError(ValueError):
+    """ALERT_RULES could not be parsed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,20 @@ class AlertEvent(msgspec.Struct, omit_defaults=True):
     value: float
     threshold: float
     location: str | None = None
+
+
+_EVENT_ENCODER = msgspec.json.Encoder()
+_EVENT_DECODER = msgspec.json.Decoder(AlertEvent)
+
+
+def encode_event(event: AlertEvent) -> bytes:
+    """The ALERTS_TOPIC record value of an event."""
+    return _EVENT_ENCODER.encode(event)
+
+
+def decode_event(value: bytes) -> AlertEvent:
+    """An ALERTS_TOPIC record value; raises msgspec.DecodeError or ValidationError when it is not one."""
+    return _EVENT_DECODER.decode(value)
 
 
 @dataclass(slots=True)
@@ -201,3 +222,26 @@ def advance(
             else:
                 out.states[key] = KeyState(ts, None)
     return out
+
+
+class MemoryLifecycle:
+    """The lifecycle with its state held in this process, for a sink without a store.
+
+    NOTE: a restart or a rebalance forgets which alerts are open (docs/contract.md, "Alerts").
+    """
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self._states: dict[Key, KeyState] = {}
+        self._active: dict[str, AlertRow] = {}
+
+    def run(self, records: Iterable[Record]) -> list[AlertEvent]:
+        """Advance with these records and keep the result; returns the raises and clears."""
+        result = advance(self.rules, relevant(self.rules, records), self._states, self._active)
+        self._states.update(result.states)
+        for row in result.rows.values():
+            if row.state == "active":
+                self._active[row.id] = row
+            else:
+                self._active.pop(row.id, None)
+        return [row.event() for row in result.changed]

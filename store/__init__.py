@@ -1,0 +1,64 @@
+"""The store: schema and its upgrades, writes, reads, retention, alert persistence, one
+error tree, for SQLite (store/sqlite.py) and PostgreSQL (store/postgres.py) over a shared
+base (store/base.py). The pool writes through a `Writer`, the API reads through a `Reader`,
+the harness and the benches look through a `Probe`; this package imports only `pipeline`.
+
+A backend's module (and its driver) is imported only when it is opened.
+"""
+
+from __future__ import annotations
+
+from pipeline.alerts import Rule
+from store.base import Reader, Writer, Written
+from store.dialect import BUCKETS, Bucket
+from store.errors import BadCursor, StoreError, StoreSetupError, StoreUnavailable
+from store.reads import AlertState, Page
+
+KINDS = ("sqlite", "postgres")
+
+
+def open_writer(kind: str, sqlite_path: str, database_url: str, rules: tuple[Rule, ...] = ()) -> Writer:
+    """The writer of store `kind` (SINK), not yet set up; raises StoreSetupError for a
+    PostgreSQL store without a URL and ValueError for an unknown kind."""
+    if kind == "sqlite":
+        from store.sqlite import SqliteWriter
+
+        return SqliteWriter(sqlite_path, rules=rules)
+    if kind == "postgres":
+        if not database_url:
+            raise StoreSetupError("SINK=postgres needs DATABASE_URL")
+        from store.postgres import PostgresWriter
+
+        return PostgresWriter(database_url, rules=rules)
+    raise ValueError(f"unknown store {kind!r}")
+
+
+def open_reader(kind: str, sqlite_path: str, database_url: str) -> Reader | None:
+    """The reader of the store the pool writes, or None when it writes none (SINK=console)."""
+    if kind == "sqlite":
+        from store.sqlite import SqliteReader
+
+        return SqliteReader(sqlite_path)
+    if kind == "postgres" and database_url:
+        from store.postgres import PostgresReader
+
+        return PostgresReader(database_url)
+    return None
+
+
+__all__ = [
+    "BUCKETS",
+    "KINDS",
+    "AlertState",
+    "BadCursor",
+    "Bucket",
+    "Page",
+    "Reader",
+    "StoreError",
+    "StoreSetupError",
+    "StoreUnavailable",
+    "Writer",
+    "Written",
+    "open_reader",
+    "open_writer",
+]

@@ -1,0 +1,159 @@
+"""The shared base of the backends: the writer the pool uses and the reader the API uses.
+
+A backend (store/sqlite.py, store/postgres.py) gives its connection handling, its schema
+and its insert; the statements both run (retention, the alert lifecycle, the reads) are
+written once here and in store/{retention,alerts,reads}.py, in the backend's dialect.
+
+The write contract: `write()` is called before offsets are committed; if it raises
+StoreUnavailable nothing is committed and the worker retries the same batch (a writer keeps
+no copy of it). A writer dedupes on (sensor_id, type, timestamp), so a retried or replayed
+batch stores nothing twice. With alert rules, the lifecycle runs in the same transaction as
+the write, on the new readings only, and the write hands back the alert changes not yet
+published; the worker produces them and then calls `published()` (at least once: a crash in
+between republishes them).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from pipeline.alerts import AlertEvent, Rule
+from pipeline.record import Record
+from store import alerts, reads, retention
+from store.dialect import Bucket, Dialect, minute_text, ts_text
+from store.reads import AlertState, Page
+
+
+class Written(NamedTuple):
+    """What a write did: new rows, and alert changes waiting to be published."""
+
+    stored: int
+    alerts: list[AlertEvent] = []
+
+
+class Writer(abc.ABC):
+    """Where the pool stores readings. One instance per worker process."""
+
+    name: str
+    dialect: Dialect
+
+    def __init__(self, rules: tuple[Rule, ...] = ()) -> None:
+        self.lifecycle = self._lifecycle(rules) if rules else None
+        self._sweep_from = ""  # retention: the last sensor_id pruned in this sweep
+        sql = self.dialect.sql
+        self._sensors_after = sql(retention.SENSORS_AFTER)
+        self._prune_raw, self._prune_agg = sql(retention.PRUNE_RAW), sql(retention.PRUNE_AGG)
+
+    def _lifecycle(self, rules: tuple[Rule, ...]) -> alerts.Lifecycle:
+        return alerts.Lifecycle(rules, self.dialect)
+
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Connect, create the schema or upgrade it; raise StoreSetupError when that cannot work."""
+
+    @abc.abstractmethod
+    def write(self, batch: Sequence[Record]) -> Written:
+        """Store the batch in one go (and advance the alert lifecycle with its new readings)."""
+
+    @abc.abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """A cursor in one transaction, committed at the end, rolled back on any error;
+        the driver's errors become StoreUnavailable."""
+
+    @abc.abstractmethod
+    def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """Rows of a short read outside a write transaction (StoreUnavailable on failure)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def published(self, events: Sequence[AlertEvent]) -> None:
+        """The alert changes `write()` handed back were acknowledged by Kafka."""
+        if self.lifecycle is not None and events:
+            with self._transaction() as cur:
+                self.lifecycle.mark(cur, events)
+
+    def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
+        """Retention: delete readings older than `raw_before` and minute aggregates older than
+        `agg_before` (UTC text; None keeps them) for the next `sensors` sensors of a sweep,
+        each sensor in its own short transaction. Returns (rows deleted, whether the sweep
+        reached the last sensor)."""
+        batch = [row[0] for row in self._select(self._sensors_after, (self._sweep_from, sensors))]
+        deleted = 0
+        for sensor_id in batch:
+            with self._transaction() as cur:
+                if raw_before:
+                    deleted += cur.execute(self._prune_raw, (sensor_id, raw_before, retention.PRUNE_STEP_ROWS)).rowcount
+                if agg_before:
+                    deleted += cur.execute(self._prune_agg, (sensor_id, agg_before, retention.PRUNE_STEP_ROWS)).rowcount
+        done = len(batch) < sensors
+        self._sweep_from = "" if done else batch[-1]
+        return deleted, done
+
+
+class Reader(abc.ABC):
+    """The read API's queries, written once; a backend runs them without blocking the event
+    loop and raises StoreUnavailable when it cannot."""
+
+    dialect: Dialect
+
+    @abc.abstractmethod
+    async def _run(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """Rows of `sql` (already in this dialect)."""
+
+    @abc.abstractmethod
+    async def ack(self, alert_id: str) -> dict[str, Any] | None:
+        """Acknowledge an alert (the first acknowledgement's time is kept); None if unknown."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def _query(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return await self._run(self.dialect.sql(sql), args)
+
+    async def sensors(self, limit: int, cursor: str | None) -> Page:
+        after = reads.decode_cursor(cursor, 1)
+        return reads.sensors_page(await self._query(reads.SENSORS, [after[0] if after else "", limit + 1]), limit)
+
+    async def known(self, sensor_id: str) -> bool:
+        return bool(await self._query(reads.KNOWN, [sensor_id]))
+
+    async def readings(
+        self,
+        sensor_id: str,
+        type_: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        key = reads.decode_cursor(cursor, 2)
+        bound = self.dialect.bound
+        sql, args = reads.readings_sql(type_, start and bound(start), end and bound(end), key)
+        rows = await self._query(sql, [sensor_id, *args, limit + 1])
+        return reads.page(rows, limit, reads.reading, lambda r: [ts_text(r[1]), r[0]])
+
+    async def aggregates(
+        self,
+        sensor_id: str,
+        type_: str | None,
+        start: datetime,
+        end: datetime,
+        bucket: Bucket,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
+        d = self.dialect
+        sql, args = reads.aggregates_sql(d.buckets, bucket, type_, reads.decode_cursor(cursor, 2), d.cast)
+        rows = await self._query(sql, [sensor_id, d.bound(start), d.bound(end), *args, limit + 1])
+        return reads.page(rows, limit, reads.aggregate, lambda r: [minute_text(r[1]), r[0]])
+
+    async def alerts(self, state: AlertState, sensor_id: str | None, limit: int, cursor: str | None) -> Page:
+        sql, args = reads.alerts_sql(state, sensor_id, reads.decode_cursor(cursor, 2))
+        return reads.page(await self._query(sql, [*args, limit + 1]), limit, reads.alert, lambda r: [r[5], r[0]])

@@ -1,0 +1,163 @@
+"""The read side of both stores on real databases: the same pages from SQLite and PostgreSQL
+(sensors, readings, aggregates, alerts, acknowledging), cursors, and StoreUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.process import free_port
+from pipeline.alerts import parse_rules
+from pipeline.reading import Reading
+from pipeline.record import Record
+from store import BadCursor, Bucket, Reader, StoreUnavailable, Writer, open_reader, open_writer
+
+Ask = Callable[[Callable[[Reader], Awaitable[Any]]], Any]
+
+T0 = datetime(2025, 11, 17, 14, 0, tzinfo=timezone.utc)
+
+
+def at(seconds: int, value: float, type_: str = "temperature", sensor: str = "s1") -> Record:
+    return Record.of(Reading(sensor, T0 + timedelta(seconds=seconds), type_, value, unit="C"), 0)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Writer, Ask]]:
+    """The writer, and `ask(lambda reader: reader.<query>(...))`: one query on a reader of its
+    own (an async connection pool belongs to the event loop it was opened in)."""
+    path = str(tmp_path / "r.db")
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    writer = open_writer(request.param, path, url, parse_rules("temperature>40"))
+    writer.setup()
+
+    def ask(query: Callable[[Reader], Awaitable[Any]]) -> Any:
+        async def once() -> Any:
+            reader = open_reader(request.param, path, url)
+            assert reader is not None
+            try:
+                return await query(reader)
+            finally:
+                await reader.close()
+
+        return asyncio.run(once())
+
+    yield writer, ask
+    writer.close()
+
+
+def test_readings_are_paged_newest_first_within_bounds(store: tuple[Writer, Ask]) -> None:
+    writer, ask = store
+    writer.write([at(0, 1.0), at(0, 50.0, "humidity"), at(30, 2.0), at(90, 3.0), at(400, 4.0), at(5, 9.0, sensor="s2")])
+
+    def pages() -> list[list[tuple[str, str, float]]]:
+        got, cursor = [], None
+        while True:
+            page = ask(partial(lambda r, c: r.readings("s1", None, T0, T0 + timedelta(seconds=400), 2, c), c=cursor))
+            got.append([(x["timestamp"], x["type"], x["value"]) for x in page.items])
+            if page.next_cursor is None:
+                return got
+            cursor = page.next_cursor
+
+    assert pages() == [
+        [("2025-11-17T14:01:30.000000Z", "temperature", 3.0), ("2025-11-17T14:00:30.000000Z", "temperature", 2.0)],
+        [("2025-11-17T14:00:00.000000Z", "temperature", 1.0), ("2025-11-17T14:00:00.000000Z", "humidity", 50.0)],
+    ]
+    only = ask(lambda r: r.readings("s1", "humidity", None, None, 10, None))
+    assert [(r["type"], r["unit"], r["location"]) for r in only.items] == [("humidity", "C", None)]
+    assert ask(lambda r: r.known("s2")) and not ask(lambda r: r.known("s3"))
+
+
+def test_aggregates_roll_the_minutes_up_into_buckets_with_the_same_start_text(store: tuple[Writer, Ask]) -> None:
+    writer, ask = store
+    writer.write([at(0, 1.0), at(30, 3.0), at(90, 5.0), at(400, 7.0), at(3700, 9.0)])
+
+    def buckets(bucket: Bucket, limit: int = 10, cursor: str | None = None) -> tuple[list[tuple], str | None]:
+        page = ask(lambda r: r.aggregates("s1", "temperature", T0, T0 + timedelta(hours=2), bucket, limit, cursor))
+        return [(a["start"], a["count"], a["min"], a["max"], a["avg"]) for a in page.items], page.next_cursor
+
+    assert buckets("1m")[0] == [
+        ("2025-11-17T14:00:00Z", 2, 1.0, 3.0, 2.0),
+        ("2025-11-17T14:01:00Z", 1, 5.0, 5.0, 5.0),
+        ("2025-11-17T14:06:00Z", 1, 7.0, 7.0, 7.0),
+        ("2025-11-17T15:01:00Z", 1, 9.0, 9.0, 9.0),
+    ]
+    first, cursor = buckets("5m", limit=1)
+    assert first == [("2025-11-17T14:00:00Z", 3, 1.0, 5.0, 3.0)] and cursor is not None
+    assert buckets("5m", 1, cursor)[0] == [("2025-11-17T14:05:00Z", 1, 7.0, 7.0, 7.0)]
+    assert buckets("1h")[0] == [("2025-11-17T14:00:00Z", 4, 1.0, 7.0, 4.0), ("2025-11-17T15:00:00Z", 1, 9.0, 9.0, 9.0)]
+    assert buckets("1d")[0] == [("2025-11-17T00:00:00Z", 5, 1.0, 9.0, 5.0)]
+
+
+def test_sensors_list_the_latest_reading_per_type(store: tuple[Writer, Ask]) -> None:
+    writer, ask = store
+    writer.write([at(0, 1.0), at(60, 2.0), at(0, 50.0, "humidity"), at(5, 9.0, sensor="s2"), at(5, 8.0, sensor="s3")])
+    first = ask(lambda r: r.sensors(2, None))
+    assert [s["sensor_id"] for s in first.items] == ["s1", "s2"]
+    assert first.items[0]["types"] == ["humidity", "temperature"]
+    assert first.items[0]["latest"]["temperature"] == {
+        "timestamp": "2025-11-17T14:01:00.000000Z",
+        "value": 2.0,
+        "unit": "C",
+        "location": None,
+    }
+    rest = ask(lambda r: r.sensors(2, first.next_cursor))
+    assert [s["sensor_id"] for s in rest.items] == ["s3"] and rest.next_cursor is None
+
+
+def test_alerts_are_listed_by_state_and_acknowledged_once(store: tuple[Writer, Ask]) -> None:
+    writer, ask = store
+    raised = writer.write([at(0, 41.0), at(1, 45.0, sensor="s2")]).alerts
+    writer.write([at(2, 20.0)])  # clears s1's
+    active = ask(lambda r: r.alerts("active", None, 10, None))
+    assert [(a["sensor_id"], a["state"]) for a in active.items] == [("s2", "active")]
+    every = ask(lambda r: r.alerts("all", None, 1, None))
+    assert len(every.items) == 1 and every.next_cursor is not None
+    assert [a["sensor_id"] for a in ask(lambda r: r.alerts("all", None, 1, every.next_cursor)).items] == ["s1"]
+    cleared = ask(lambda r: r.alerts("cleared", "s1", 10, None)).items
+    assert [(a["id"], a["cleared_value"], a["acked_at"]) for a in cleared] == [(raised[0].id, 20.0, None)]
+
+    acked = ask(lambda r: r.ack(raised[0].id))
+    assert acked is not None and acked["acked_at"] is not None
+    again = ask(lambda r: r.ack(raised[0].id))
+    assert again is not None and again["acked_at"] == acked["acked_at"]  # the first time is kept
+    assert ask(lambda r: r.ack("no-such-alert")) is None
+
+
+@pytest.mark.parametrize("cursor", ["not-base64!", "bnVsbA", "WyJhIl0"])  # garbage, null, one key of two
+def test_a_cursor_this_store_did_not_hand_out_is_refused(store: tuple[Writer, Ask], cursor: str) -> None:
+    _, ask = store
+    with pytest.raises(BadCursor):
+        ask(lambda r: r.readings("s1", None, None, None, 10, cursor))
+
+
+def test_a_sqlite_store_not_created_yet_is_unavailable(tmp_path: Path) -> None:
+    reader = open_reader("sqlite", str(tmp_path / "none.db"), "")
+    assert reader is not None
+    with pytest.raises(StoreUnavailable, match="no SQLite database"):
+        asyncio.run(reader.known("s1"))
+
+
+@pytest.mark.integration
+def test_an_unreachable_postgres_is_unavailable_not_a_pool_timeout() -> None:
+    from store.postgres import PostgresReader
+
+    reader = PostgresReader(f"postgresql://postgres@127.0.0.1:{free_port()}/x", timeout_s=1.0)
+
+    async def read() -> None:
+        try:
+            await reader.known("s1")
+        finally:
+            await reader.close()
+
+    with pytest.raises(StoreUnavailable, match="PostgreSQL"):
+        asyncio.run(read())
+
+
+def test_console_has_no_reader() -> None:
+    assert open_reader("console", "x.db", "") is None

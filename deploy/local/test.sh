@@ -14,6 +14,19 @@ started=()
 t0=$SECONDS
 
 say() { printf '\n[test] %s (%ds)\n' "$*" $((SECONDS - t0)); }
+# The time of each phase, printed at the end whatever happens (the summary CI shows last).
+phases=() phase_name="" phase_start=$SECONDS
+phase() {  # name: ends the current phase, starts the next
+  [ -n "$phase_name" ] && phases+=("$(printf '%6ds  %s' $((SECONDS - phase_start)) "$phase_name")")
+  phase_name=$1 phase_start=$SECONDS
+  if [ -n "$1" ]; then say "$1"; fi
+}
+summary() {
+  phase ""
+  printf '\n[test] time by phase\n'
+  printf '[test] %s\n' "${phases[@]}"
+  printf '[test] %6ds  total\n' $((SECONDS - t0))
+}
 
 cleanup() {
   local code=$?
@@ -21,19 +34,20 @@ cleanup() {
     say "stopping ${started[i]}"
     "deploy/local/${started[i]}.sh" stop || true
   done
+  summary
   say "done, exit code $code"
   exit $code
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "installing Python dependencies"
+phase "installing Python dependencies"
 make -s install install-ray || exit 1
 
-say "lint (ruff, mypy, the import-layer contract)"
+phase "lint (ruff, mypy, the import-layer contract)"
 make -s lint || exit 1
 
-say "fetching and starting Kafka"
+phase "fetching and starting Kafka"
 if deploy/local/kafka.sh status >/dev/null 2>&1; then
   say "Kafka already running; using it"
 else
@@ -41,7 +55,7 @@ else
   deploy/local/kafka.sh start || exit 1
 fi
 
-say "starting PostgreSQL"
+phase "starting PostgreSQL"
 if deploy/local/postgres.sh status >/dev/null 2>&1; then
   say "PostgreSQL already running; using it"
 else
@@ -51,11 +65,11 @@ fi
 export TEST_DATABASE_URL="$(deploy/local/postgres.sh url)"
 export TEST_KAFKA_BROKER="127.0.0.1:${KAFKA_PORT:-9092}"
 
-say "pytest"
+phase "pytest"
 .venv/bin/python -m pytest "$@" || exit 1
 
 if [ -f loadtests/gate.py ]; then
-  say "Locust acceptance gate"
+  phase "Locust acceptance gate"
   make -s loadtest-ci || exit 1
 fi
 
@@ -66,6 +80,6 @@ if [ "${COMPOSE_TEST:-1}" != 0 ]; then
     "deploy/local/${started[i]}.sh" stop || true
   done
   started=()
-  say "Docker Compose stack (make compose-test)"
+  phase "Docker Compose stack (make compose-test)"
   make -s compose-test || exit 1
 fi

@@ -66,7 +66,12 @@ clean:  ## remove run-time data (Kafka log dirs, databases, reports); keeps .ven
 	rm -rf .run data reports
 
 # --- Monitoring, compose and Postman (see docker-compose.yml, monitoring/, postman/) -----
-.PHONY: monitoring-check prometheus-start prometheus-stop postman vendor screenshots compose-test
+.PHONY: monitoring-check prometheus-start prometheus-stop postman vendor screenshots compose-test chaos-docker
+
+chaos-docker: install  ## one fault-suite scenario beside an iptables-enabled dockerd, started before and after the namespaces
+	@for order in before after; do \
+	  deploy/docker/chaos-with-dockerd.sh $$order tests/chaos -q -p no:cacheprovider -k "$${CHAOS_DOCKER_SCENARIO:-api_kill9_mid_stream}" || exit 1; \
+	done
 
 compose-test: install  ## the Compose stack for real: private dockerd, stand-in images, checks through the ports (docs/docker.md)
 	@deploy/docker/compose-test.sh

@@ -83,3 +83,11 @@ if [ "${COMPOSE_TEST:-1}" != 0 ]; then
   phase "Docker Compose stack (make compose-test)"
   make -s compose-test || exit 1
 fi
+
+if [ "${COMPOSE_TEST:-1}" != 0 ]; then
+  # The fault suite beside an ordinary Docker engine (iptables on, FORWARD policy DROP), started
+  # before and then after the suite's namespaces: one scenario each, on the three-node cluster
+  # whose quorum dockerd's rules used to break (harness/netns.py, docs/docker.md).
+  phase "the fault suite beside a Docker engine (make chaos-docker)"
+  make -s chaos-docker || exit 1
+fi

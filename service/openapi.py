@@ -93,7 +93,7 @@ def build_document() -> bytes:
                 "properties": {
                     "status": {"const": "accepted"},
                     "partition": {"type": "integer", "minimum": 0},
-                    "offset": {"type": "integer", "minimum": 0},
+                    "offset": {"type": ["integer", "null"], "minimum": 0},
                 },
             },
             {"type": "object", "required": ["status"], "properties": {"status": {"const": "queued"}}},

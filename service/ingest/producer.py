@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.kafka_config import producer_config
 from pipeline.reading import Reading
-from pipeline.record import position, to_records
+from pipeline.record import to_records
 from pipeline.settings import ApiSettings, KafkaSettings
 from service import metrics
 
@@ -50,8 +50,13 @@ class DeliveryTimeout(ProduceError):
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    partition: int
-    offset: int
+    """Where Kafka put a request's first reading. `offset` is None when the broker acknowledged
+    a retried send as a duplicate of one it had already written (librdkafka's idempotent
+    producer reports success without an offset then; docs/contract.md, POST /sensor).
+    Both are typed optional as confluent-kafka types them; a delivered record has a partition."""
+
+    partition: int | None
+    offset: int | None
 
 
 class _Waiter:
@@ -81,7 +86,10 @@ class _Waiter:
             log.warning("delivery failed for key=%s: %s", msg.key(), err.str())
             self.error = self.error or err
         elif self.first is None:
-            self.first = Delivery(*position(msg))
+            # NOTE: not pipeline.record.position(), which refuses a record without an offset: a
+            # success report can lack one (a retry the broker had already written), and raising
+            # here would end the delivery thread, so no request would be answered again.
+            self.first = Delivery(msg.partition(), msg.offset())
         self.pending -= 1
         if self.pending == 0:
             took = time.perf_counter() - self.started
@@ -117,7 +125,10 @@ class ReadingProducer:
 
     def _serve_deliveries(self) -> None:
         while self._running:
-            self._producer.poll(POLL_INTERVAL_S)
+            try:
+                self._producer.poll(POLL_INTERVAL_S)
+            except Exception:  # NOTE: a process boundary: this thread must outlive any callback bug
+                log.exception("a delivery callback failed; the delivery thread goes on")
             metrics.QUEUE_DEPTH.set(len(self._producer))
 
     async def send(self, readings: Sequence[Reading], received_ns: int) -> Delivery | None:

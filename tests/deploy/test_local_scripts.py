@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from harness.kafka import read_at
@@ -137,7 +137,9 @@ def test_three_nodes_replicate_every_topic_and_stop_stops_all_three(tmp_path: Pa
         ensure_topics(kafka, timeout=30)
         # A committed offset makes Kafka create __consumer_offsets.
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("rf")})
-        consumer.commit(offsets=[TopicPartition(kafka.topic_name, 0, 0)], asynchronous=False)
+        # NOTE: the new offsets topic's coordinator answers COORDINATOR_LOAD_IN_PROGRESS (a
+        # retriable error) while it loads; retried here as the pool's own commits are.
+        wait_until("a committed offset", lambda: committed_once(consumer, kafka.topic_name), 60)
         consumer.close()
         client = AdminClient({"bootstrap.servers": bootstrap})
 
@@ -155,3 +157,14 @@ def test_three_nodes_replicate_every_topic_and_stop_stops_all_three(tmp_path: Pa
     assert stop.returncode == 0
     assert not any(alive(pid) for pid in pids)
     assert not list(run_dir.glob("kafka*.pid"))
+
+
+def committed_once(consumer: Consumer, topic: str) -> bool:
+    """One synchronous commit; False on a retriable error (the coordinator still loading)."""
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    except KafkaException as e:
+        if e.args[0].retriable():
+            return False
+        raise
+    return True

@@ -116,7 +116,7 @@ def parse_rule(part: str) -> Rule:
     head = _HEAD.match(part)
     if not head:
         raise RuleError(
-            f"ALERT_RULES: cannot parse {part!r}: expected [sensor-pattern:]type first (e.g. greenhouse-*:temperature>40)"
+            f"ALERT_RULES: cannot parse {part!r}: expected [pattern:]type first (e.g. greenhouse-*:temperature>40)"
         )
     pattern, type_ = head.group(1), head.group(2)
     rest = part[head.end() :].strip()

@@ -51,7 +51,7 @@ class RuleError(ValueError):
     """ALERT_RULES could not be parsed."""
 
 
-def _duration_text(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     for unit, size in (("h", 3600.0), ("m", 60.0)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
@@ -75,10 +75,10 @@ class Rule:
     def __str__(self) -> str:
         head = f"{self.pattern}:{self.type}" if self.pattern is not None else self.type
         if self.silent_s:
-            return f"{head} silent {_duration_text(self.silent_s)}"
+            return f"{head} silent {duration_text(self.silent_s)}"
         text = f"{head}{self.op}{self.threshold:g}"
         if self.for_s:
-            text += f" for {_duration_text(self.for_s)}"
+            text += f" for {duration_text(self.for_s)}"
         if self.clear_op is not None and self.clear is not None:
             text += f" clear{self.clear_op}{self.clear:g}"
         return text

@@ -5,7 +5,7 @@ continuously for the rule's duration of event time (at once without `for`), stay
 and clears at the first later reading that meets the clear condition (`clear<38`; without
 it, the first that does not break the rule). A no-data rule (`temperature silent 5m`) is
 raised by a sweep over the latest reading per sensor and type (`silences`) and cleared by the
-next reading (docs/contract.md, "Alerts"). `advance()` is the state machine, fed plain data;
+next reading (docs/contract.md, "Alert rules"). `advance()` is the state machine, fed plain data;
 the stores (store/alerts.py) run it inside their write transaction, on the readings that
 were really new, so a replayed reading changes nothing; the console sink runs it through
 `MemoryLifecycle`. An alert's id is derived from the rule, the sensor, the type and the

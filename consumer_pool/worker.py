@@ -2,7 +2,8 @@
 
 Loop: consume a batch (bounded by CONSUMER_BATCH_SIZE and CONSUMER_BATCH_WAIT_MS) ->
 decode -> sink.write() (retried with backoff while the store is down, nothing committed)
--> alert changes produced -> commit the batch's offsets -> a retention step (worker 0).
+-> alert changes produced -> commit the batch's offsets -> a retention step and a no-data
+alert sweep (worker 0).
 Undecodable records go to the DLQ and are committed with the batch, so they never block their partition.
 """
 
@@ -16,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Protocol
 
 from confluent_kafka import (
@@ -32,7 +34,7 @@ from consumer_pool import logs, metrics
 from consumer_pool.errors import WORKER_BOOT_ERROR, BootError
 from consumer_pool.retention import Retention
 from consumer_pool.sinks import Sink, Written, make_sink
-from pipeline.alerts import AlertEvent, encode_event
+from pipeline.alerts import AlertEvent, encode_event, parse_rules
 from pipeline.backoff import backoff
 from pipeline.kafka_config import consumer_config, dlq_producer_config
 from pipeline.record import (
@@ -52,6 +54,13 @@ log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 1.0
 IDLE_POLL_S = 0.25
+
+
+def silence_interval(alert_rules: str) -> float | None:
+    """How often worker 0 sweeps for silent sensors: a quarter of the shortest `silent`
+    duration, within 0.25-15 s (None: no no-data rule)."""
+    silent = [rule.silent_s for rule in parse_rules(alert_rules) if rule.silent]
+    return min(max(min(silent) / 4, 0.25), 15.0) if silent else None
 
 
 class Publisher(Protocol):
@@ -183,6 +192,28 @@ class BatchHandler:
             self._sink_write.observe(time.perf_counter() - started)
             return stored
 
+    def sweep_silent(self, now: datetime | None = None) -> int:
+        """No-data rules: raise the alerts due now in the store, produce them to ALERTS_TOPIC,
+        then mark them published. Returns how many were raised; on a store or Kafka failure
+        they stay pending in the store and go out with a later batch or sweep."""
+        try:
+            events = self.sink.sweep_silent(now or datetime.now(timezone.utc))
+        except StoreUnavailable as e:
+            log.warning("no-data sweep failed, retrying later: %s", e)
+            return 0
+        if not events:
+            return 0
+        self.publish_alerts(events)
+        left = self.publisher.flush(30)
+        if left:
+            log.warning("%d no-data alert records were not acknowledged; they stay pending", left)
+            return len(events)
+        try:
+            self.sink.published(events)
+        except StoreUnavailable as e:
+            log.warning("no-data alerts published but not marked (they will be published again): %s", e)
+        return len(events)
+
     def dead_letter(self, msg: Fetched, error: Exception) -> None:
         """Send an undecodable record to DLQ_TOPIC with the reason and its origin in headers."""
         log.warning("DLQ %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), describe_failure(error))
@@ -224,6 +255,10 @@ class Worker:
         self.handler = BatchHandler(settings, sink, self.producer, self.commit, self._sleep)
         # NOTE: one worker enforces retention; the slot survives restarts, so one always does.
         self.retention = Retention.of(settings.pool, sink) if slot == 0 else None
+        # NOTE: worker 0 sweeps for silent sensors too; the store makes a sweep idempotent, so a
+        # restart or an overlap with a replaced worker 0 raises nothing twice (docs/contract.md).
+        self.silence_interval_s = silence_interval(settings.pool.alert_rules) if slot == 0 else None
+        self._silence_due = 0.0
         self._lag_due = 0.0
         self._uncommitted: dict[int, int] = {}  # partition -> next offset, stored but not committed
         self._stored_at_ns: int | None = None  # when the oldest of those was stored
@@ -254,6 +289,9 @@ class Worker:
                     self.commit({})
                 if self.retention is not None:
                     self.retention.step()
+                if self.silence_interval_s is not None and time.monotonic() >= self._silence_due:
+                    self.handler.sweep_silent()
+                    self._silence_due = time.monotonic() + self.silence_interval_s
                 self.update_lag()
                 if os.getppid() != self.parent:
                     log.error("supervisor is gone; stopping")

@@ -78,6 +78,15 @@ class Writer(abc.ABC):
             with self._transaction() as cur:
                 self.lifecycle.mark(cur, events)
 
+    def sweep_silent(self, now: datetime) -> list[AlertEvent]:
+        """No-data rules: raise the alerts due at wall-clock `now`, in one transaction, and
+        return them to publish (then `published()`); [] without such rules. Safe to run from
+        any number of workers at once (store/alerts.py, `Lifecycle.sweep`)."""
+        if self.lifecycle is None or not self.lifecycle.silent:
+            return []
+        with self._transaction() as cur:
+            return self.lifecycle.sweep(cur, now)
+
     def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
         """Retention: delete readings older than `raw_before` and minute aggregates older than
         `agg_before` (UTC text; None keeps them) for the next `sensors` sensors of a sweep,

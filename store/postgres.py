@@ -121,15 +121,15 @@ def _text(value: str | None) -> str:
 
 
 _LOAD = POSTGRES.sql(f"""
-SELECT s.rule, s.sensor_id, s.type, s.last_ts, s.active_id, {", ".join("a." + f for f in alerts.FIELDS)}
-FROM alert_state s
-JOIN unnest(?::text[], ?::text[], ?::text[]) AS k(rule, sensor_id, type) USING (rule, sensor_id, type)
-LEFT JOIN alerts a ON a.id = s.active_id
+SELECT k.rule, k.sensor_id, k.type, s.last_ts, s.active_id, s.since, {", ".join("a." + f for f in alerts.FIELDS)}
+FROM unnest(?::text[], ?::text[], ?::text[]) AS k(rule, sensor_id, type)
+LEFT JOIN alert_state s ON s.rule = k.rule AND s.sensor_id = k.sensor_id AND s.type = k.type
+LEFT JOIN alerts a ON a.rule = k.rule AND a.sensor_id = k.sensor_id AND a.type = k.type AND a.state = 'active'
 """)
 
 
 class PostgresLifecycle(alerts.Lifecycle):
-    """One round trip for the states of a batch's keys, not one per key."""
+    """One round trip for the states and open alerts of a batch's keys, not one per key."""
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:
         super().__init__(rules, POSTGRES)
@@ -141,10 +141,11 @@ class PostgresLifecycle(alerts.Lifecycle):
             return states, active
         rules, sensors, types = (list(column) for column in zip(*wanted, strict=True))
         for found in cur.execute(_LOAD, (rules, sensors, types)).fetchall():
-            key, last_ts, active_id, row = tuple(found[:3]), found[3], found[4], found[5:]
-            states[key] = KeyState(last_ts, active_id)
-            if active_id is not None and row[0] is not None:
-                active[active_id] = alerts.row_of(row)
+            key, last_ts, active_id, since, row = tuple(found[:3]), found[3], found[4], found[5], found[6:]
+            if last_ts is not None:
+                states[key] = KeyState(last_ts, active_id, since)
+            if row[0] is not None:
+                active[row[0]] = alerts.row_of(row)
         return states, active
 
 
@@ -171,6 +172,7 @@ class PostgresWriter(Writer):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('sensor_pipeline.schema'))")
                 conn.execute(SCHEMA)
                 conn.execute(alerts.SCHEMA)
+                alerts.upgrade(conn, POSTGRES)
                 self._hypertable(conn)
                 if not conn.execute("SELECT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:  # type: ignore[index]
                     conn.execute(BACKFILL_LATEST)

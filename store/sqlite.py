@@ -126,6 +126,7 @@ class SqliteWriter(Writer):
                 # survive a power loss, not only a process crash (NORMAL loses the last commits then).
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{alerts.SCHEMA}")
+                alerts.upgrade(conn, SQLITE)
                 if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:
                     conn.execute(BACKFILL_LATEST)
                 conn.execute("COMMIT")

@@ -178,6 +178,14 @@ async function run() {
     await seen(page, 'alert_raised', breaking, ALERT_MS, () => Boolean(
       document.querySelector('#alerts tbody tr[data-state="active"][data-acked="false"] button.ack')), null);
     const alertId = await page.getAttribute('#alerts tbody tr[data-state="active"]', 'data-alert-id');
+    // Its rule is shown in full: the pattern, the condition, the duration and the hysteresis.
+    const rule = await page.$eval(`#alerts tbody tr[data-alert-id="${alertId}"] td.rule`,
+      (td) => ({ ...td.dataset, text: td.textContent, title: td.title }));
+    if (rule.pattern !== 'lab-*' || rule.clear !== '<30' || rule.kind !== 'threshold'
+      || !rule.text.includes('sensors lab-*') || !rule.text.includes('when temperature > 40')
+      || !rule.text.includes('for at once') || !rule.text.includes('clears < 30') || !rule.title.includes('cleared by a reading <30')) {
+      throw new Error(`the alert's rule is not shown in full: ${JSON.stringify(rule)}`);
+    }
 
     // The health cards show the background traffic: readings in, stored, e2e latency (over a
     // window of a few seconds, so the screenshot shows rates as a user would see them).

@@ -10,6 +10,7 @@ committed and the worker retries the same batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from pipeline.alerts import AlertEvent
@@ -31,6 +32,11 @@ class Sink(Protocol):
 
     def published(self, events: Sequence[AlertEvent]) -> None:
         """The alert changes `write()` handed back were acknowledged by Kafka."""
+
+    def sweep_silent(self, now: datetime) -> list[AlertEvent]:
+        """No-data rules: raise the alerts due at wall-clock `now`; the worker publishes them
+        and then calls `published()` (store/base.py). A sink without a store has none."""
+        return []
 
     def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
         """Retention (store/retention.py): rows deleted, whether the sweep reached the last sensor."""

@@ -7,13 +7,17 @@ sink stored (CONSUMER_ECHO), so the worker has no special case for either.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
+from datetime import datetime
 
 from consumer_pool.sinks.base import Sink, Written
 from pipeline.alerts import AlertEvent, MemoryLifecycle, Rule
 from pipeline.reading import encode
 from pipeline.record import Record
+
+log = logging.getLogger("consumer_pool.sinks")
 
 # NOTE: writes of at most PIPE_BUF bytes to a pipe are atomic, so workers sharing stdout
 # never split each other's lines.
@@ -56,6 +60,8 @@ class ConsoleSink(Sink):
 
     def setup(self) -> None:
         """Nothing to connect to."""
+        if any(rule.silent for rule in self.rules):
+            log.warning("no-data rules (silent) need a store (SINK sqlite or postgres); the console sink ignores them")
 
     def write(self, batch: Sequence[Record]) -> Written:
         write_lines([received_line(r) for r in batch])
@@ -91,6 +97,9 @@ class Echo(Sink):
 
     def published(self, events: Sequence[AlertEvent]) -> None:
         self.inner.published(events)
+
+    def sweep_silent(self, now: datetime) -> list[AlertEvent]:
+        return self.inner.sweep_silent(now)
 
     def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
         return self.inner.prune(raw_before, agg_before, sensors)

@@ -76,13 +76,17 @@ ALERT = {
     ],
     "properties": {
         "id": {"type": "string"},
-        "rule": {"type": "string"},
+        "rule": {
+            "type": "string",
+            "description": "the rule's canonical text, e.g. `greenhouse-*:temperature>40 for 2m clear<38` or"
+            " `temperature silent 5m` (docs/contract.md, Alert rules)",
+        },
         "sensor_id": {"type": "string"},
         "type": {"type": "string"},
         "state": {"enum": ["active", "cleared"]},
         "raised_at": _TS,
         "raised_value": {"type": "number"},
-        "threshold": {"type": "number"},
+        "threshold": {"type": "number", "description": "the rule's number; a no-data rule's silence in seconds"},
         "last_at": _TS,
         "last_value": {"type": "number"},
         "cleared_at": _NULL_STR,

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import msgspec
@@ -244,3 +245,33 @@ def test_a_receipt_later_than_the_store_time_is_counted_not_clamped(sink: Sqlite
     assert metrics.E2E_NEGATIVE._value.get() - negative == 3
     # Only the one reading with a past receipt was observed (its latency is years, not 0).
     assert metrics.E2E_LATENCY._sum.get() - observed > 3600
+
+
+class Unacknowledged(Published):
+    """A producer whose records Kafka never acknowledges."""
+
+    def flush(self, timeout: float = 0) -> int:
+        return len(self.records)
+
+
+def test_a_no_data_sweep_publishes_what_it_raised_and_keeps_it_pending_until_kafka_has_it(tmp_path: Path) -> None:
+    sink = SqliteWriter(str(tmp_path / "s.db"), rules=parse_rules("temperature silent 5s"))
+    sink.setup()
+    h, published = handler(sink, [])
+    h.handle(decode([Plain(reading(0), 0, 0)], print), 1)  # s1's newest reading: 14:20:00
+    after = datetime(2025, 11, 17, 14, 20, 6, tzinfo=timezone.utc)
+    h.publisher = Unacknowledged()
+    assert h.sweep_silent(after) == 1  # produced, but Kafka did not acknowledge it
+    pending = lambda: sqlite3.connect(sink.path).execute("SELECT state, pending FROM alerts").fetchall()  # noqa: E731
+    assert pending() == [("active", 1)]
+    h.publisher = published
+    assert h.sweep_silent(after) == 0  # open already: not raised again
+    # The next batch clears it, and publishes its current state (the topic keeps the last per id).
+    h.handle(decode([Plain(reading(1), 0, 1)], print), 1)
+    events = [msgspec.json.decode(v or b"") for _, v, _ in published.records]
+    assert [(e["rule"], e["state"], e["timestamp"]) for e in events] == [
+        ("temperature silent 5s", "cleared", "2025-11-17T14:20:01.000000Z")
+    ]
+    assert pending() == [("cleared", 0)]
+    assert h.sweep_silent(after - timedelta(seconds=0.5)) == 0  # it talked at 14:20:01: not 5 s ago yet
+    assert h.sweep_silent(after) == 1  # 5 s of silence again: a new alert

@@ -11,6 +11,7 @@ import pytest
 from consumer_pool.errors import BootError
 from consumer_pool.sinks import make_sink
 from consumer_pool.sinks.console import ConsoleSink, Echo
+from pipeline.alerts import parse_rules
 from pipeline.reading import Reading
 from pipeline.record import Record
 from pipeline.settings import PoolSettings
@@ -48,3 +49,24 @@ def test_the_console_sink_prints_and_raises_and_clears_alerts(capfd: pytest.Capt
     assert [(e.id, e.state) for e in second.alerts] == [(first.alerts[0].id, "cleared")]
     lines = capfd.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].startswith('Message received: {"sensor_id":"s1"')
+
+
+def test_the_console_sink_warns_it_ignores_no_data_rules_and_runs_the_others(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = ConsoleSink(parse_rules("temperature silent 5s,temperature>40 clear<30"))
+    sink.setup()
+    assert "console sink ignores them" in caplog.text
+    assert sink.sweep_silent(datetime(2030, 1, 1, tzinfo=timezone.utc)) == []
+    states = [e.state for batch in ([at(0, 41.0)], [at(1, 35.0)], [at(2, 29.0)]) for e in sink.write(batch).alerts]
+    assert states == ["active", "cleared"]  # 35 is within the hysteresis band: still open
+    capfd.readouterr()
+
+
+def test_echo_passes_the_no_data_sweep_to_the_store(tmp_path: Path) -> None:
+    echo = Echo(SqliteWriter(str(tmp_path / "r.db"), rules=parse_rules("temperature silent 5s")))
+    echo.setup()
+    echo.inner.write([at(0, 20.0)])
+    (raised,) = echo.sweep_silent(datetime(2025, 11, 17, 14, 0, 5, tzinfo=timezone.utc))
+    assert (raised.rule, raised.state) == ("temperature silent 5s", "active")
+    echo.close()

@@ -155,8 +155,17 @@ def test_worker_that_cannot_boot_stops_the_pool(start_pool: PoolFactory) -> None
     assert log.count("booting worker") == 2  # no restart loop
 
 
-def test_bad_configuration_exits_before_starting_workers(start_pool: PoolFactory) -> None:
-    pool = start_pool(wait=False, ALERT_RULES="temperature>>40")
+@pytest.mark.parametrize(
+    ("rules", "named"),
+    [
+        ("temperature>>40", "'temperature>>40'"),
+        ("greenhouse-*:temperature>40 for 2x", "bad duration '2x' after 'for'"),
+        ("temperature>40 clear>41", "bad hysteresis 'clear>41'"),
+    ],
+)
+def test_bad_configuration_exits_before_starting_workers(start_pool: PoolFactory, rules: str, named: str) -> None:
+    pool = start_pool(wait=False, ALERT_RULES=rules)
     assert pool.popen.wait(60) == 2
     assert "configuration error" in pool.log()
+    assert named in pool.log()
     assert "booting worker" not in pool.log()

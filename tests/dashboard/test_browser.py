@@ -50,7 +50,9 @@ def test_readings_alerts_and_acknowledgement_show_in_the_browser(
     shots = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or ROOT / "reports" / "screenshots").resolve()
     for name in SCREENSHOTS:
         (shots / name).unlink(missing_ok=True)
-    env = {"ALERT_RULES": "temperature>40", "CONSUMER_WORKERS": "2"}
+    # A rule with every threshold part the alerts table shows (pattern, hysteresis), and a no-data
+    # rule that stays quiet within the test.
+    env = {"ALERT_RULES": "lab-*:temperature>40 clear<30,temperature silent 1h", "CONSUMER_WORKERS": "2"}
     with own_stack(unique("dash"), tmp_path, broker=kafka_broker, extra_env=env) as stack:
         result = subprocess.run(
             [node, "dashboard-test.mjs"],

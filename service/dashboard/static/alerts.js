@@ -1,9 +1,28 @@
 // Alerts: GET /alerts?state= (active by default), fetched again when the stream reports an
 // alert raised or cleared; POST /alerts/{id}/ack from the row's button (with the API key
-// from the header's field when API_KEYS is set).
+// from the header's field when API_KEYS is set). Each row shows its rule in full: sensor
+// pattern, condition, duration, hysteresis or no-data (rule.js).
 
 import { getJSON, postJSON } from './api.js';
 import { DASH, clock, el, num, showError } from './format.js';
+import { describeRule, ruleLabels, ruleParts } from './rule.js';
+
+// The rule's cell: its text, then each part labelled; data-* attributes name the parts.
+export function ruleCell(text) {
+  const parts = ruleParts(text);
+  const code = el('code', {}, text);
+  if (!parts) return el('td', { class: 'rule' }, code);
+  const labels = ruleLabels(parts).map(([label, value]) =>
+    el('span', { class: 'rule-part' }, el('span', { class: 'rule-label' }, `${label} `), value));
+  return el('td', {
+    class: 'rule',
+    title: describeRule(text),
+    'data-kind': parts.silent ? 'no-data' : 'threshold',
+    'data-pattern': parts.pattern ?? '',
+    'data-duration': parts.duration ?? parts.silent ?? '',
+    'data-clear': parts.clear ?? '',
+  }, code, el('div', { class: 'rule-parts' }, ...labels));
+}
 
 export class AlertsPanel {
   constructor(root, { askForKey }) {
@@ -48,7 +67,7 @@ export class AlertsPanel {
       el('td', {}, el('span', { class: `state state-${alert.state}` }, alert.state)),
       el('td', { class: 'sensor' }, alert.sensor_id),
       el('td', {}, alert.type),
-      el('td', {}, el('code', {}, alert.rule)),
+      ruleCell(alert.rule),
       el('td', { title: alert.raised_at }, clock(alert.raised_at)),
       el('td', { class: 'num' }, num(alert.raised_value)),
       el('td', { class: 'num', title: alert.last_at }, num(alert.last_value)),

@@ -7,6 +7,7 @@ too and nothing outlives a run; its output goes to a log file that failures quot
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +33,32 @@ def pinned(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the kernel's ephemeral
+    range: a port from that range (bind to port 0) can be taken by any outgoing connection (a
+    Kafka client's, the load's) between this choice and the server's bind, which failed the pool
+    with `Address already in use` on a busy machine."""
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(10_000, 65_000) if not low <= p <= high and p not in _RESERVED]
+    for port in random.sample(candidates, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port outside the ephemeral range {low}-{high}")
+
+
+# Ports the stack or the tests use by name (API, Kafka, PostgreSQL, Prometheus, Compose's).
+_RESERVED = frozenset({5000, 5432, 8080, 9090, 9092, 9093, 9108, 3000, 55432, 15000, 19092, 19093, 19108, 15432, 19090})
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def unique(prefix: str) -> str:

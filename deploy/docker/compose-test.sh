@@ -198,7 +198,9 @@ write_env() {  # sink
   # What a user does: copy .env.example to .env and set a rule. Host ports moved by OFFSET.
   {
     cat .env.example
-    echo "ALERT_RULES=temperature>40"
+    # The browser test's rule (web/dashboard-test.mjs checks it is shown in full) and one of
+    # this test's own (tests/compose: an alert in GET /alerts).
+    echo 'ALERT_RULES="lab-*:temperature>40 clear<30,compose-*:temperature>40"'
     echo "SINK=$1"
     for var in API_PORT:5000 KAFKA_HOST_PORT:9092 CONSUMER_METRICS_PORT:9108 POSTGRES_HOST_PORT:5432 PROMETHEUS_PORT:9090; do
       echo "${var%%:*}=$((${var##*:} + OFFSET))"

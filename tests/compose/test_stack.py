@@ -172,7 +172,8 @@ def test_pipeline_health_reaches_the_pool(api: str, env: dict[str, str], seed_po
 
 
 def test_alert_rule_from_the_env_file_raises_an_alert(api: str, env: dict[str, str]) -> None:
-    assert env["ALERT_RULES"] == "temperature>40", "the env file the stack was started with sets the rule"
+    rule = "compose-*:temperature>40"
+    assert rule in env["ALERT_RULES"].split(","), "the env file the stack was started with sets the rule"
     sensor = f"compose-hot-{uuid.uuid4().hex[:6]}"
     hot = {**SEED_READING, "sensor_id": sensor, "value": 45.0, "timestamp": _now()}
     assert requests.post(f"{api}/sensor", json=hot, timeout=15).status_code == 202
@@ -181,7 +182,7 @@ def test_alert_rule_from_the_env_file_raises_an_alert(api: str, env: dict[str, s
         return [a for a in get(f"{api}/alerts", sensor_id=sensor)["items"] if a["sensor_id"] == sensor]
 
     alerts = eventually(f"an active alert for {sensor} in GET /alerts", raised)
-    assert alerts[0]["type"] == "temperature"
+    assert alerts[0]["type"] == "temperature" and alerts[0]["rule"] == rule
 
 
 def _now() -> str:

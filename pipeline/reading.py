@@ -33,6 +33,10 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 # (microseconds), so |value| <= 1e300 keeps every sum below 6e307 < DBL_MAX (1.8e308).
 VALUE_LIMIT = 1e300
 Value = Annotated[float, msgspec.Meta(ge=-VALUE_LIMIT, le=VALUE_LIMIT)]
+# The device's own counter (docs/contract.md, "Completeness"): +1 per reading it made, per
+# sensor and type; a BIGINT in both stores.
+SEQ_MAX = 2**63 - 1
+Seq = Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
 _UTC = timezone.utc
 
 
@@ -45,6 +49,7 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     value: Value  # bounds exclude NaN and the infinities too
     unit: Unit | None = None
     location: Location | None = None
+    seq: Seq | None = None
 
     def __post_init__(self) -> None:
         # NOTE: msgspec turns a ValueError raised here into a ValidationError; a message that

@@ -76,7 +76,9 @@ def rows(kind: Writer, where: str, sql: str) -> list[tuple]:
 
 
 def reading(seq: int | None, second: int | None = None, sensor: str = "s1", type_: str = "t") -> Record:
-    moment = BASE + timedelta(seconds=seq if second is None else second)  # type: ignore[operator]
+    offset = second if second is not None else seq
+    assert offset is not None
+    moment = BASE + timedelta(seconds=offset)
     return Record.of(Reading(sensor, moment, type_, 1.0, seq=seq), 1)
 
 

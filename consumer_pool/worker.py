@@ -2,7 +2,8 @@
 
 Loop: consume a batch (bounded by CONSUMER_BATCH_SIZE and CONSUMER_BATCH_WAIT_MS) ->
 decode -> sink.write() (retried with backoff while the store is down, nothing committed)
--> alert changes produced -> commit the batch's offsets -> a retention step (worker 0).
+-> alert changes produced -> commit the batch's offsets -> a retention step and the
+sensor_readings_missing gauge (worker 0).
 Undecodable records go to the DLQ and are committed with the batch, so they never block their partition.
 """
 
@@ -30,6 +31,7 @@ from confluent_kafka import (
 
 from consumer_pool import logs, metrics
 from consumer_pool.errors import WORKER_BOOT_ERROR, BootError
+from consumer_pool.completeness import MissingGauge
 from consumer_pool.retention import Retention
 from consumer_pool.sinks import Sink, Written, make_sink
 from pipeline.alerts import AlertEvent, encode_event
@@ -224,6 +226,8 @@ class Worker:
         self.handler = BatchHandler(settings, sink, self.producer, self.commit, self._sleep)
         # NOTE: one worker enforces retention; the slot survives restarts, so one always does.
         self.retention = Retention.of(settings.pool, sink) if slot == 0 else None
+        # NOTE: one worker publishes sensor_readings_missing, as for retention (consumer_pool/completeness.py).
+        self.missing = MissingGauge(sink) if slot == 0 else None
         self._lag_due = 0.0
         self._uncommitted: dict[int, int] = {}  # partition -> next offset, stored but not committed
         self._stored_at_ns: int | None = None  # when the oldest of those was stored
@@ -254,6 +258,8 @@ class Worker:
                     self.commit({})
                 if self.retention is not None:
                     self.retention.step()
+                if self.missing is not None:
+                    self.missing.step()
                 self.update_lag()
                 if os.getppid() != self.parent:
                     log.error("supervisor is gone; stopping")

@@ -48,6 +48,7 @@ class Writer(abc.ABC):
         sql = self.dialect.sql
         self._sensors_after = sql(retention.SENSORS_AFTER)
         self._prune_raw, self._prune_agg = sql(retention.PRUNE_RAW), sql(retention.PRUNE_AGG)
+        self._missing_by_type = sql(ledger.MISSING_BY_TYPE)
 
     def _lifecycle(self, rules: tuple[Rule, ...]) -> alerts.Lifecycle:
         return alerts.Lifecycle(rules, self.dialect)
@@ -78,6 +79,11 @@ class Writer(abc.ABC):
         if self.lifecycle is not None and events:
             with self._transaction() as cur:
                 self.lifecycle.mark(cur, events)
+
+    def missing_by_type(self) -> dict[str, int]:
+        """Seq numbers missing per type, summed over sensors: the `sensor_readings_missing`
+        gauge (one scan of seq_ledger, one row per sensor and type that sent a seq)."""
+        return {str(t): int(n) for t, n in self._select(self._missing_by_type, ())}
 
     def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
         """Retention: delete readings older than `raw_before` and minute aggregates older than

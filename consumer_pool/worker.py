@@ -30,8 +30,8 @@ from confluent_kafka import (
 )
 
 from consumer_pool import logs, metrics
-from consumer_pool.errors import WORKER_BOOT_ERROR, BootError
 from consumer_pool.completeness import MissingGauge
+from consumer_pool.errors import WORKER_BOOT_ERROR, BootError
 from consumer_pool.retention import Retention
 from consumer_pool.sinks import Sink, Written, make_sink
 from pipeline.alerts import AlertEvent, encode_event

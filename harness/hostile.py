@@ -80,6 +80,7 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("seq past the BIGINT limit", _r(40, seq=2**63), 422, "$.seq"),
     Hostile("negative seq", _r(41, seq=-1), 422, "$.seq"),
     Hostile("fractional seq", _r(42, seq=1.5), 422, "$.seq"),
+    Hostile("seq as a whole float (JSON Schema's integer)", _r(46, seq=7.0), 202),
     Hostile("seq as a string", _r(43, seq="7"), 422, "$.seq"),
     Hostile("seq as a boolean", _r(44, seq=True), 422, "$.seq"),
     Hostile("null seq", _r(45, seq=None), 202),

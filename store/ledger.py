@@ -125,7 +125,7 @@ def first_new(batch: Sequence[Record], is_new: Any) -> list[tuple[str, str, int]
             continue
         key = (reading.sensor_id, reading.type, r.ts)
         if key not in seen and is_new(r):
-            out.append((reading.sensor_id, reading.type, reading.seq))
+            out.append((reading.sensor_id, reading.type, int(reading.seq)))
         seen.add(key)
     return out
 

@@ -52,9 +52,17 @@ _ENSURE = (
     "INSERT INTO seq_ledger (sensor_id, type, received, missing, duplicates) VALUES (?, ?, 0, 0, 0)"
     " ON CONFLICT (sensor_id, type) DO NOTHING"
 )
-_SUMMARY = "SELECT first_seq, last_seq, received, duplicates FROM seq_ledger WHERE sensor_id = ? AND type = ?"
-# The stored ranges a run [lo, hi] of new seqs overlaps or touches.
-_TOUCHING = "SELECT first, last FROM seq_ranges WHERE sensor_id = ? AND type = ? AND first <= ? AND last >= ?"
+# A chunk's summary rows, in key order (PostgreSQL locks them in that order).
+_SUMMARIES = (
+    "SELECT sensor_id, type, first_seq, last_seq, received, duplicates FROM seq_ledger"
+    " WHERE (sensor_id, type) IN (VALUES {pairs}) ORDER BY sensor_id, type"
+)
+# The stored ranges each run [lo, hi] of new seqs overlaps or touches: (key, hi + 1, lo - 1).
+_TOUCHING = (
+    "SELECT r.sensor_id, r.type, r.first, r.last FROM seq_ranges r JOIN (VALUES {quads}) AS q"
+    " ON r.sensor_id = q.column1 AND r.type = q.column2 AND r.first <= q.column3 AND r.last >= q.column4"
+)
+CHUNK = 500  # keys per statement: 2,000 parameters at most, under both drivers' limits
 _DELETE = "DELETE FROM seq_ranges WHERE sensor_id = ? AND type = ? AND first = ?"
 _INSERT = "INSERT INTO seq_ranges (sensor_id, type, first, last) VALUES (?, ?, ?, ?)"
 _UPDATE = (
@@ -140,43 +148,63 @@ class Ledger:
 
     def __init__(self, dialect: Dialect) -> None:
         sql = dialect.sql
-        self._ensure, self._touching, self._delete, self._insert, self._update = (
+        self._ensure, self._delete, self._insert, self._update = (
             sql(_ENSURE),
-            sql(_TOUCHING),
             sql(_DELETE),
             sql(_INSERT),
             sql(_UPDATE),
         )
         # NOTE: PostgreSQL runs concurrent writers (a rebalance can overlap two owners of a
-        # partition); the summary row is locked before the ranges are read. SQLite's BEGIN
-        # IMMEDIATE already serialises writers.
-        self._summary = sql(_SUMMARY + ("" if dialect.text_times else " FOR UPDATE"))
+        # partition); the summary rows are locked, in key order, before the ranges are read.
+        # SQLite's BEGIN IMMEDIATE already serialises writers.
+        self._summaries = sql(_SUMMARIES + ("" if dialect.text_times else " FOR UPDATE"))
+        self._touching = sql(_TOUCHING)
+        # `{pairs}`/`{quads}` are filled in after the rewrite: in the driver's own paramstyle.
+        self._mark = "?" if dialect.text_times else "%s"
 
     def apply(self, cur: Any, new: Iterable[tuple[str, str, int]]) -> None:
-        """`new`: (sensor_id, type, seq) of each reading this transaction inserted."""
+        """`new`: (sensor_id, type, seq) of each reading this transaction inserted.
+
+        PERF: a few statements per batch, not per sensor: PostgreSQL pipelines executemany,
+        and the reads take every key of a chunk at once (VALUES lists, the same in both)."""
         by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
         for sensor_id, type_, seq in new:
             by_key[(sensor_id, type_)].append(seq)
-        for key in sorted(by_key):  # one lock order, so concurrent writers cannot deadlock
-            self._apply_key(cur, key, by_key[key])
+        keys = sorted(by_key)  # one lock order, so concurrent writers cannot deadlock
+        for at in range(0, len(keys), CHUNK):
+            self._apply_keys(cur, {k: by_key[k] for k in keys[at : at + CHUNK]})
 
-    def _apply_key(self, cur: Any, key: tuple[str, str], seqs: list[int]) -> None:
-        cur.execute(self._ensure, key)
-        first_seq, last_seq, received, duplicates = cur.execute(self._summary, key).fetchone()
-        touched: dict[int, int] = {}
-        for lo, hi in runs(seqs):
-            for first, last in cur.execute(self._touching, (*key, min(hi + 1, SEQ_MAX), lo - 1)).fetchall():
-                touched[int(first)] = int(last)
-        result = merge(list(touched.items()), seqs)
-        for first in touched:
-            cur.execute(self._delete, (*key, first))
-        for first, last in result.ranges:
-            cur.execute(self._insert, (*key, first, last))
-        low, high = min(seqs), max(seqs)
-        first_seq = low if first_seq is None else min(int(first_seq), low)
-        last_seq = high if last_seq is None else max(int(last_seq), high)
-        received = int(received) + result.added
-        missing_now = last_seq - first_seq + 1 - received
-        cur.execute(
-            self._update, (first_seq, last_seq, received, missing_now, int(duplicates) + result.duplicates, *key)
-        )
+    def _apply_keys(self, cur: Any, by_key: dict[tuple[str, str], list[int]]) -> None:
+        keys = list(by_key)
+        cur.executemany(self._ensure, keys)
+        m = self._mark
+        pairs = ", ".join([f"({m}, {m})"] * len(keys))
+        flat = [v for key in keys for v in key]
+        summaries = {
+            (row[0], row[1]): row[2:] for row in cur.execute(self._summaries.format(pairs=pairs), flat).fetchall()
+        }
+        wanted = [(*key, min(hi + 1, SEQ_MAX), lo - 1) for key in keys for lo, hi in runs(by_key[key])]
+        touched: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
+        quads = ", ".join([f"({m}, {m}, {m}, {m})"] * len(wanted))
+        for sensor_id, type_, first, last in cur.execute(
+            self._touching.format(quads=quads), [v for w in wanted for v in w]
+        ).fetchall():
+            touched[(sensor_id, type_)][int(first)] = int(last)
+        deletes, inserts, updates = [], [], []
+        for key in keys:
+            seqs = by_key[key]
+            first_seq, last_seq, received, duplicates = summaries[key]
+            stored = touched.get(key, {})
+            result = merge(list(stored.items()), seqs)
+            deletes += [(*key, first) for first in stored]
+            inserts += [(*key, first, last) for first, last in result.ranges]
+            low, high = min(seqs), max(seqs)
+            first_seq = low if first_seq is None else min(int(first_seq), low)
+            last_seq = high if last_seq is None else max(int(last_seq), high)
+            received = int(received) + result.added
+            missing_now = last_seq - first_seq + 1 - received
+            updates.append((first_seq, last_seq, received, missing_now, int(duplicates) + result.duplicates, *key))
+        if deletes:
+            cur.executemany(self._delete, deletes)
+        cur.executemany(self._insert, inserts)
+        cur.executemany(self._update, updates)

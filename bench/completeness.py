@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 from bench.common import machine, now, write_section
@@ -87,11 +88,10 @@ def main() -> None:
             data = batches(args.batches, seq)
             if store == "sqlite":
                 with tempfile.TemporaryDirectory() as folder:
-                    path = str(Path(folder) / "r.db")
-                    rate, p50, p99 = run(lambda path=path: SqliteWriter(path), data)
+                    rate, p50, p99 = run(partial(SqliteWriter, str(Path(folder) / "r.db")), data)
             else:
                 with throwaway_database(base_url, "bench_ledger") as url:
-                    rate, p50, p99 = run(lambda url=url: PostgresWriter(url), data)
+                    rate, p50, p99 = run(partial(PostgresWriter, url), data)
             baseline = baseline or rate
             share = rate / baseline
             verdict = "—" if seq == "none" else (f"{TARGET:.0%}: {'met' if share >= TARGET else 'missed'}")

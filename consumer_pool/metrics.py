@@ -87,6 +87,15 @@ WORKERS_ALIVE = Gauge(
     "Worker processes running",
     multiprocess_mode="livemax",
 )
+# NOTE: one worker (slot 0) reads it from the store's ledger every MISSING_REFRESH_S and sets
+# it; no other process sets it, and a dead worker's value is dropped (mark_dead), so the max
+# over live workers is the store's figure (docs/contract.md, "Completeness").
+MISSING = Gauge(
+    "sensor_readings_missing",
+    "Seq numbers missing between the first and last received, per type, summed over sensors",
+    ["type"],
+    multiprocess_mode="livemax",
+)
 STORED, DUPLICATE, DLQ = (READINGS.labels(r) for r in ("stored", "duplicate", "dlq"))
 RESTARTS = Counter(
     "sensor_consumer_worker_restarts_total",

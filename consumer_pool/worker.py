@@ -2,8 +2,8 @@
 
 Loop: consume a batch (bounded by CONSUMER_BATCH_SIZE and CONSUMER_BATCH_WAIT_MS) ->
 decode -> sink.write() (retried with backoff while the store is down, nothing committed)
--> alert changes produced -> commit the batch's offsets -> a retention step and a no-data
-alert sweep (worker 0).
+-> alert changes produced -> commit the batch's offsets -> a retention step, a no-data
+alert sweep and the sensor_readings_missing gauge (worker 0).
 Undecodable records go to the DLQ and are committed with the batch, so they never block their partition.
 """
 
@@ -31,6 +31,7 @@ from confluent_kafka import (
 )
 
 from consumer_pool import logs, metrics
+from consumer_pool.completeness import MissingGauge
 from consumer_pool.errors import WORKER_BOOT_ERROR, BootError
 from consumer_pool.retention import Retention
 from consumer_pool.sinks import Sink, Written, make_sink
@@ -259,6 +260,8 @@ class Worker:
         # restart or an overlap with a replaced worker 0 raises nothing twice (docs/contract.md).
         self.silence_interval_s = silence_interval(settings.pool.alert_rules) if slot == 0 else None
         self._silence_due = 0.0
+        # NOTE: one worker publishes sensor_readings_missing, as for retention (consumer_pool/completeness.py).
+        self.missing = MissingGauge(sink) if slot == 0 else None
         self._lag_due = 0.0
         self._uncommitted: dict[int, int] = {}  # partition -> next offset, stored but not committed
         self._stored_at_ns: int | None = None  # when the oldest of those was stored
@@ -292,6 +295,8 @@ class Worker:
                 if self.silence_interval_s is not None and time.monotonic() >= self._silence_due:
                     self.handler.sweep_silent()
                     self._silence_due = time.monotonic() + self.silence_interval_s
+                if self.missing is not None:
+                    self.missing.step()
                 self.update_lag()
                 if os.getppid() != self.parent:
                     log.error("supervisor is gone; stopping")

@@ -74,6 +74,16 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("non-ASCII digit in sensor_id", _r(36, sensor_id="hostile-\u0663\u0666"), 422, "$.sensor_id"),
     # shape
     Hostile("unknown field", _r(37, colour="red"), 422, "$.colour"),
+    # seq (docs/contract.md, "Completeness"): a BIGINT in both stores
+    Hostile("seq 0", _r(38, seq=0), 202),
+    Hostile("seq at the BIGINT limit", _r(39, seq=2**63 - 1), 202),
+    Hostile("seq past the BIGINT limit", _r(40, seq=2**63), 422, "$.seq"),
+    Hostile("negative seq", _r(41, seq=-1), 422, "$.seq"),
+    Hostile("fractional seq", _r(42, seq=1.5), 422, "$.seq"),
+    Hostile("seq as a whole float (JSON Schema's integer)", _r(46, seq=7.0), 202),
+    Hostile("seq as a string", _r(43, seq="7"), 422, "$.seq"),
+    Hostile("seq as a boolean", _r(44, seq=True), 422, "$.seq"),
+    Hostile("null seq", _r(45, seq=None), 202),
 )
 
 ACCEPTED = tuple(h for h in HOSTILE if h.status == 202)

@@ -33,6 +33,15 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 # (microseconds), so |value| <= 1e300 keeps every sum below 6e307 < DBL_MAX (1.8e308).
 VALUE_LIMIT = 1e300
 Value = Annotated[float, msgspec.Meta(ge=-VALUE_LIMIT, le=VALUE_LIMIT)]
+# The device's own counter (docs/contract.md, "Completeness"): +1 per reading it made, per
+# sensor and type; a BIGINT in both stores.
+# NOTE: JSON Schema's `integer` includes 5.0 (the OpenAPI document says `integer` and
+# schemathesis holds us to it), so a whole float is accepted and kept as an int; 5.5 is not.
+SEQ_MAX = 2**63 - 1
+_SEQ_RANGE = msgspec.Meta(ge=0, le=SEQ_MAX)
+Seq = Annotated[
+    Annotated[int, _SEQ_RANGE] | Annotated[float, _SEQ_RANGE], msgspec.Meta(extra_json_schema={"type": "integer"})
+]
 _UTC = timezone.utc
 
 
@@ -45,6 +54,7 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     value: Value  # bounds exclude NaN and the infinities too
     unit: Unit | None = None
     location: Location | None = None
+    seq: Seq | None = None  # an int once decoded (`__post_init__`)
 
     def __post_init__(self) -> None:
         # NOTE: msgspec turns a ValueError raised here into a ValidationError; a message that
@@ -56,6 +66,10 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
         if "\x00" in f"{self.type}{self.unit}{self.location}":
             field = "type" if "\x00" in self.type else "unit" if "\x00" in (self.unit or "") else "location"
             raise ValueError(f"`{field}` must not contain a NUL character")
+        if type(self.seq) is float:
+            if not self.seq.is_integer() or self.seq > SEQ_MAX:  # NOTE: float(SEQ_MAX) is 2**63
+                raise ValueError("`seq` must be a whole number from 0 to 2^63-1")
+            self.seq = int(self.seq)
         # PERF: msgspec decodes `Z` and `+00:00` to the timezone.utc singleton, so an identity
         # test skips the conversion for nearly every reading (a batch runs this 1,000 times).
         if self.timestamp.tzinfo is not _UTC:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from pipeline.alerts import AlertEvent, Rule
 from pipeline.record import Record
-from store import alerts, reads, retention
+from store import alerts, ledger, reads, retention
 from store.dialect import Bucket, Dialect, minute_text, ts_text
 from store.reads import AlertState, Page
 
@@ -43,10 +43,12 @@ class Writer(abc.ABC):
 
     def __init__(self, rules: tuple[Rule, ...] = ()) -> None:
         self.lifecycle = self._lifecycle(rules) if rules else None
+        self.ledger = ledger.Ledger(self.dialect)
         self._sweep_from = ""  # retention: the last sensor_id pruned in this sweep
         sql = self.dialect.sql
         self._sensors_after = sql(retention.SENSORS_AFTER)
         self._prune_raw, self._prune_agg = sql(retention.PRUNE_RAW), sql(retention.PRUNE_AGG)
+        self._missing_by_type = sql(ledger.MISSING_BY_TYPE)
 
     def _lifecycle(self, rules: tuple[Rule, ...]) -> alerts.Lifecycle:
         return alerts.Lifecycle(rules, self.dialect)
@@ -86,6 +88,11 @@ class Writer(abc.ABC):
             return []
         with self._transaction() as cur:
             return self.lifecycle.sweep(cur, now)
+
+    def missing_by_type(self) -> dict[str, int]:
+        """Seq numbers missing per type, summed over sensors: the `sensor_readings_missing`
+        gauge (one scan of seq_ledger, one row per sensor and type that sent a seq)."""
+        return {str(t): int(n) for t, n in self._select(self._missing_by_type, ())}
 
     def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
         """Retention: delete readings older than `raw_before` and minute aggregates older than
@@ -162,6 +169,24 @@ class Reader(abc.ABC):
         sql, args = reads.aggregates_sql(d.buckets, bucket, type_, reads.decode_cursor(cursor, 2), d.cast)
         rows = await self._query(sql, [sensor_id, d.bound(start), d.bound(end), *args, limit + 1])
         return reads.page(rows, limit, reads.aggregate, lambda r: [minute_text(r[1]), r[0]])
+
+    async def completeness(self, sensor_id: str, type_: str) -> dict[str, Any]:
+        """What the ledger knows of a sensor and type (docs/contract.md, "Completeness"); the
+        newest MISSING_LISTED gaps are listed, oldest first, `missing_count` counts them all."""
+        summary = await self._query(ledger.SUMMARY, [sensor_id, type_])
+        first, last, received, missing, duplicates = summary[0] if summary else (None, None, 0, 0, 0)
+        ranges = await self._query(ledger.RANGES, [sensor_id, type_, ledger.MISSING_LISTED + 1]) if summary else []
+        gaps = ledger.missing(sorted((int(a), int(b)) for a, b in ranges))
+        return {
+            "sensor_id": sensor_id,
+            "type": type_,
+            "received": int(received),
+            "missing": [list(gap) for gap in gaps],
+            "missing_count": int(missing),
+            "first_seq": first if first is None else int(first),
+            "last_seq": last if last is None else int(last),
+            "duplicates": int(duplicates),
+        }
 
     async def alerts(self, state: AlertState, sensor_id: str | None, limit: int, cursor: str | None) -> Page:
         sql, args = reads.alerts_sql(state, sensor_id, reads.decode_cursor(cursor, 2))

@@ -19,7 +19,7 @@ import psycopg_pool
 from pipeline.alerts import AlertRow, Key, KeyState, Rule
 from pipeline.reading import utc_text
 from pipeline.record import Record
-from store import alerts, reads
+from store import alerts, ledger, reads
 from store.base import Reader, Writer, Written
 from store.dialect import POSTGRES
 from store.errors import StoreSetupError, StoreUnavailable
@@ -75,6 +75,13 @@ NEW_ROWS = """
 SELECT r.sensor_id, r.type, r.ts FROM readings_stage s
 JOIN readings r USING (sensor_id, type, ts)
 WHERE r.stored_at_ns = %(stored_at_ns)s AND s.type = ANY(%(types)s)
+"""
+
+# Which of these keys (readings carrying a seq) this transaction inserted.
+NEW_KEYS = """
+SELECT r.sensor_id, r.type, r.ts FROM readings r
+JOIN unnest(%(sensors)s::text[], %(types)s::text[], %(ts)s::timestamptz[]) AS k(sensor_id, type, ts)
+USING (sensor_id, type, ts) WHERE r.stored_at_ns = %(stored_at_ns)s
 """
 
 STAGED = "sensor_id, type, ts, value, unit, location, ingested_at_ns"
@@ -173,6 +180,7 @@ class PostgresWriter(Writer):
                 conn.execute(SCHEMA)
                 conn.execute(alerts.SCHEMA)
                 alerts.upgrade(conn, POSTGRES)
+                conn.execute(ledger.SCHEMA)
                 self._hypertable(conn)
                 if not conn.execute("SELECT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:  # type: ignore[index]
                     conn.execute(BACKFILL_LATEST)
@@ -221,9 +229,24 @@ class PostgresWriter(Writer):
                 copy.write(text.encode())
             cur.execute(UPSERT, {"stored_at_ns": stored_at_ns})
             (inserted,) = cur.fetchone()  # type: ignore[misc]
+            if inserted:
+                self.ledger.apply(cur, self._new_seqs(cur, batch, stored_at_ns))
             if self.lifecycle is None:
                 return Written(int(inserted))
             return Written(int(inserted), self.lifecycle.run(cur, self._new_candidates(cur, batch, stored_at_ns)))
+
+    def _new_seqs(self, cur: psycopg.Cursor, batch: Sequence[Record], stored_at_ns: int) -> list[tuple[str, str, int]]:
+        keyed = [r for r in batch if r.reading.seq is not None]
+        if not keyed:
+            return []
+        args = {
+            "sensors": [r.reading.sensor_id for r in keyed],
+            "types": [r.reading.type for r in keyed],
+            "ts": [r.ts for r in keyed],
+            "stored_at_ns": stored_at_ns,
+        }
+        new = {(s, t, utc_text(ts)) for s, t, ts in cur.execute(NEW_KEYS, args).fetchall()}
+        return ledger.first_new(keyed, lambda r: (r.reading.sensor_id, r.reading.type, r.ts) in new)
 
     def _new_candidates(self, cur: psycopg.Cursor, batch: Sequence[Record], stored_at_ns: int) -> list[Record]:
         assert self.lifecycle is not None

@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.alerts import Rule
 from pipeline.record import Record
-from store import alerts, reads
+from store import alerts, ledger, reads
 from store.base import Reader, Writer, Written
 from store.dialect import SQLITE, SQLITE_MINUTE
 from store.errors import StoreSetupError, StoreUnavailable
@@ -125,7 +125,7 @@ class SqliteWriter(Writer):
                 # NOTE: FULL, not NORMAL: offsets are committed after this write, so the write must
                 # survive a power loss, not only a process crash (NORMAL loses the last commits then).
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{alerts.SCHEMA}")
+                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{alerts.SCHEMA}{ledger.SCHEMA}")
                 alerts.upgrade(conn, SQLITE)
                 if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:
                     conn.execute(BACKFILL_LATEST)
@@ -142,13 +142,15 @@ class SqliteWriter(Writer):
         with self._transaction() as cur:
             cur.executemany(INSERT, rows)
             inserted = cur.rowcount  # NOTE: excludes the triggers' changes
+
+            def is_new(r: Record) -> bool:
+                return bool(cur.execute(NEW_ROW, (r.reading.sensor_id, r.reading.type, r.ts, stored_at)).fetchone())
+
+            if inserted:
+                self.ledger.apply(cur, ledger.first_new(batch, is_new))
             if self.lifecycle is None:
                 return Written(inserted)
-            new = [
-                r
-                for r in self.lifecycle.candidates(batch)
-                if cur.execute(NEW_ROW, (r.reading.sensor_id, r.reading.type, r.ts, stored_at)).fetchone()
-            ]
+            new = [r for r in self.lifecycle.candidates(batch) if is_new(r)]
             return Written(inserted, self.lifecycle.run(cur, new))
 
     def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:

@@ -64,7 +64,10 @@ function history(now) {
     for (const [sensor, type, unit, location, base, swing] of fleet) {
       const phase = sensor.length + type.length;
       const value = Math.round((base + swing * Math.sin((i + phase) / 4)) * 100) / 100;
-      readings.push({ sensor_id: sensor, timestamp: iso(now - i * 60000), type, value, unit, location });
+      const reading = { sensor_id: sensor, timestamp: iso(now - i * 60000), type, value, unit, location };
+      // lab-2's device numbers its readings and lost seq 21-25: the Complete column shows it.
+      if (sensor === 'lab-2') reading.seq = 31 - i + (i <= 10 ? 5 : 0);
+      readings.push(reading);
     }
   }
   return readings;
@@ -145,6 +148,11 @@ async function run() {
       return rows.length === 6 && rows.every((r) => r.dataset.points === '30');
     }, null, { timeout: LOAD_MS });
     timings.page_loaded = Date.now() - opened;
+    // The Complete column: lab-2 skipped 5 of its seq numbers, the others send none.
+    await page.waitForFunction(([sel, other]) => document.querySelector(`${sel} td.complete`)?.dataset.missing === '5'
+      && document.querySelector(`${sel} td.complete`).textContent === '85.7% −5'
+      && document.querySelector(`${other} td.complete`)?.textContent === '–', [rowOf('lab-2', 'temperature'), rowOf('lab-1', 'temperature')],
+    { timeout: LOAD_MS });
 
     // The chart of lab-1 temperature: the 30 seeded readings and their per-minute buckets.
     await page.click(rowOf('lab-1', 'temperature'));

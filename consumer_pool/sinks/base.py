@@ -42,6 +42,10 @@ class Sink(Protocol):
         """Retention (store/retention.py): rows deleted, whether the sweep reached the last sensor."""
         return 0, True
 
+    def missing_by_type(self) -> dict[str, int]:
+        """Seq numbers missing per type, summed over sensors (store/ledger.py); {} when none is kept."""
+        return {}
+
     def close(self) -> None:
         """Release connections."""
 

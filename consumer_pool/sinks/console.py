@@ -76,6 +76,10 @@ class ConsoleSink(Sink):
         """Nothing stored, nothing to prune."""
         return 0, True
 
+    def missing_by_type(self) -> dict[str, int]:
+        """No ledger without a store."""
+        return {}
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -103,6 +107,9 @@ class Echo(Sink):
 
     def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
         return self.inner.prune(raw_before, agg_before, sensors)
+
+    def missing_by_type(self) -> dict[str, int]:
+        return self.inner.missing_by_type()
 
     def close(self) -> None:
         self.inner.close()

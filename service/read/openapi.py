@@ -95,6 +95,38 @@ ALERT = {
         "location": _NULL_STR,
     },
 }
+COMPLETENESS = {
+    "type": "object",
+    "required": [
+        "sensor_id",
+        "type",
+        "received",
+        "missing",
+        "missing_count",
+        "first_seq",
+        "last_seq",
+        "duplicates",
+    ],
+    "properties": {
+        "sensor_id": {"type": "string"},
+        "type": {"type": "string"},
+        "received": {"type": "integer", "minimum": 0, "description": "distinct seq numbers stored"},
+        "missing": {
+            "type": "array",
+            "description": "gaps [from, to] (inclusive) between the first and last seq, oldest first;"
+            " at most the newest 1000",
+            "items": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        },
+        "missing_count": {"type": "integer", "minimum": 0, "description": "seq numbers in all the gaps"},
+        "first_seq": {"type": ["integer", "null"]},
+        "last_seq": {"type": ["integer", "null"]},
+        "duplicates": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "readings stored under a new timestamp with a seq already received",
+        },
+    },
+}
 SENSOR = {
     "type": "object",
     "required": ["sensor_id", "types", "latest"],
@@ -155,6 +187,28 @@ def read_paths() -> dict[str, Any]:
                     "200": _json(
                         "a page of buckets", _list(AGGREGATE, sensor_id={"type": "string"}, bucket={"type": "string"})
                     ),
+                    "400": _BAD,
+                    "404": _NOT_FOUND,
+                    "503": _UNAVAILABLE,
+                },
+            }
+        },
+        "/sensors/{sensor_id}/completeness": {
+            "get": {
+                "summary": "Which seq numbers of a sensor and type arrived: received, gaps, duplicates",
+                "parameters": [
+                    _SENSOR,
+                    {
+                        **_param(
+                            "type",
+                            {"type": "string", "minLength": 1, "maxLength": 32, "pattern": "^[^\\x00]*$"},
+                            "the reading type (required)",
+                        ),
+                        "required": True,
+                    },
+                ],
+                "responses": {
+                    "200": _json("the sensor and type's ledger (zeros when it never sent a seq)", COMPLETENESS),
                     "400": _BAD,
                     "404": _NOT_FOUND,
                     "503": _UNAVAILABLE,

@@ -144,6 +144,29 @@ class AggregatesResource(_Reads):
         reply(resp, _page(page, sensor_id=sensor_id, bucket=bucket), no_store=True)
 
 
+def only_params(req: falcon.asgi.Request, *allowed: str) -> None:
+    """400 naming the query parameters this endpoint does not take."""
+    unknown = sorted(set(req.params) - set(allowed))
+    if unknown:
+        raise _bad(", ".join(unknown), f"unknown (this endpoint takes {', '.join(allowed)})")
+
+
+class CompletenessResource(_Reads):
+    """Which seq numbers of a sensor and type arrived (store/ledger.py)."""
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, sensor_id: str) -> None:
+        sensor_id = _sensor(sensor_id)
+        only_params(req, "type")
+        type_ = text_of(req, "type", 32)
+        if type_ is None:
+            raise _bad("type", "is required (the reading type whose seq numbers to check)")
+        if "\x00" in type_:
+            raise _bad("type", "must not contain a NUL character")
+        if not await self.store.known(sensor_id):
+            raise falcon.HTTPNotFound(description=f"no sensor {sensor_id!r}")
+        reply(resp, await self.store.completeness(sensor_id, type_), no_store=True)
+
+
 class AlertsResource(_Reads):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         state = choice_of(req, "state", ("active", "cleared", "all"), "active")
@@ -206,6 +229,7 @@ def add_routes(app: falcon.asgi.App, read: ReadSide) -> None:
     app.add_route("/sensors", SensorsResource(read))
     app.add_route("/sensors/{sensor_id}/readings", ReadingsResource(read))
     app.add_route("/sensors/{sensor_id}/aggregates", AggregatesResource(read))
+    app.add_route("/sensors/{sensor_id}/completeness", CompletenessResource(read))
     app.add_route("/alerts", AlertsResource(read))
     app.add_route("/alerts/{alert_id}/ack", AlertAckResource(read))
     app.add_route("/stream", StreamResource(read.tail))

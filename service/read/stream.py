@@ -82,7 +82,7 @@ def frame(msg: Message, readings_topic: str, event_id: str) -> Event | None:
     try:
         if topic == readings_topic:
             # NOTE: the one reading model (pipeline/reading.py); a record it refuses is skipped.
-            # `reading` lists every field, null `unit`/`location` included (docs/contract.md).
+            # `reading` lists every field, null `unit`/`location`/`seq` included (docs/contract.md).
             reading = READING_DECODER.decode(value)
             fields = {
                 "sensor_id": reading.sensor_id,
@@ -91,6 +91,7 @@ def frame(msg: Message, readings_topic: str, event_id: str) -> Event | None:
                 "value": reading.value,
                 "unit": reading.unit,
                 "location": reading.location,
+                "seq": reading.seq,
             }
             body = {
                 "topic": topic,

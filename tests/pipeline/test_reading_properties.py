@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from harness.hostile import HOSTILE, Hostile
 from pipeline.reading import (
     MAX_LISTED,
+    SEQ_MAX,
     VALUE_LIMIT,
     BatchError,
     Reading,
@@ -36,7 +37,7 @@ settings.register_profile("ci", max_examples=200, deadline=None, suppress_health
 settings.register_profile("thorough", max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-FIELDS = ("sensor_id", "timestamp", "type", "value", "unit", "location")
+FIELDS = ("sensor_id", "timestamp", "type", "value", "unit", "location", "seq")
 SENSOR_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 # Offsets as RFC 3339 allows them (within a day, minute resolution), and the calendar's ends.
@@ -65,6 +66,11 @@ values = st.one_of(
     texts,
     st.none(),
 )
+seqs = st.one_of(
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.sampled_from([0, SEQ_MAX, SEQ_MAX + 1, -1, 1.0, 1.5, "1", True]),
+    st.none(),
+)
 sensor_ids = st.one_of(st.from_regex(SENSOR_ID, fullmatch=True), texts, st.just("s1\n"))
 timestamps = st.one_of(st.builds(rfc3339, moments, offsets), moments.map(lambda m: m.isoformat() + "Z"), texts)
 
@@ -80,6 +86,7 @@ def objects(draw: st.DrawFn) -> dict[str, object]:
         "value": values,
         "unit": st.one_of(texts, st.none()),
         "location": st.one_of(texts, st.none()),
+        "seq": seqs,
     }
     obj = {name: draw(s) for name, s in strategies.items() if draw(st.integers(0, 9)) > 0}
     if draw(st.integers(0, 9)) == 0:
@@ -95,6 +102,7 @@ def store_can_keep(r: Reading) -> None:
     assert r.unit is None or (len(r.unit) <= 16 and "\x00" not in r.unit)
     assert r.location is None or (len(r.location) <= 64 and "\x00" not in r.location)
     assert math.isfinite(r.value) and abs(r.value) <= VALUE_LIMIT
+    assert r.seq is None or (type(r.seq) is int and 0 <= r.seq <= SEQ_MAX)  # a BIGINT
     assert decode_reading(encode(r)) == r  # the pool decodes the record the API wrote
 
 
@@ -127,7 +135,11 @@ def test_every_field_is_accepted_only_when_a_store_can_keep_it(obj: dict[str, ob
         assert named == "" or named in obj or named in FIELDS, (e.path, e.message)
         return
     store_can_keep(reading)
-    assert reading.sensor_id == obj["sensor_id"] and reading.value == obj["value"]
+    # NOTE: an integer value is kept as the nearest double (2**53 + 1 becomes 2**53)
+    sent = obj["value"]
+    assert isinstance(sent, int | float)
+    assert reading.sensor_id == obj["sensor_id"] and reading.value == float(sent)
+    assert reading.seq == obj.get("seq")
 
 
 @given(moments, offsets)

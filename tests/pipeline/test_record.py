@@ -60,3 +60,13 @@ def test_the_readings_of_one_request_share_one_receipt_time() -> None:
     records = list(to_records(readings, 5_000_000))
     assert [r.key for r in records] == [b"s0", b"s1", b"s2"]
     assert len({id(r.headers) for r in records}) == 1 and {r.timestamp for r in records} == {5}
+
+
+def test_seq_is_carried_when_sent_and_left_out_when_not() -> None:
+    moment = datetime(2025, 11, 17, 14, 20, tzinfo=timezone.utc)
+    numbered = Reading("sensor01", moment, "temperature", 1.0, seq=2**63 - 1)
+    key, value, timestamp, headers = to_record(numbered, 1)
+    assert value.endswith(b',"seq":9223372036854775807}')
+    assert from_record(Fetched(key, value, timestamp, headers)).reading.seq == 2**63 - 1
+    _, plain, _, _ = to_record(Reading("sensor01", moment, "temperature", 1.0), 1)
+    assert b"seq" not in plain  # the seed's record, byte for byte as before

@@ -4,6 +4,7 @@
 // into view, so a big fleet costs one request per visible row, not per sensor.
 
 import { getAll, getJSON, limiter } from './api.js';
+import { CompletenessCell } from './completeness.js';
 import { clock, el, flash, seconds, showError, withUnit } from './format.js';
 import { sparkline } from './spark.js';
 
@@ -24,8 +25,9 @@ class Row {
     this.updated = el('td', { class: 'updated' });
     this.sparkCell = el('td', { class: 'spark-cell' });
     this.sensor = el('td', { class: 'sensor' }, sensorId);
+    this.complete = new CompletenessCell(el('td', { class: 'num complete' }), sensorId, type);
     this.tr = el('tr', { 'data-sensor': sensorId, 'data-type': type, tabindex: '0', onclick: () => onSelect(this) },
-      this.sensor, el('td', {}, type), this.value, this.updated, this.sparkCell);
+      this.sensor, el('td', {}, type), this.value, this.updated, this.sparkCell, this.complete.td);
     this.tr.addEventListener('keydown', (event) => { if (event.key === 'Enter') onSelect(this); });
     this.plot = null;
   }
@@ -132,6 +134,7 @@ export class SensorTable {
     const { row, created } = this.row(reading.sensor_id, reading.type);
     if (!row) return;
     if (row.add(reading)) flash(row.tr);
+    if (reading.seq !== null && reading.seq !== undefined) row.complete.touch(this.fetchLimit);
     if (created) this.reorder();
   }
 
@@ -140,6 +143,7 @@ export class SensorTable {
     const row = this.rows.get(keyOf(tr.dataset.sensor, tr.dataset.type));
     if (!row || row.historyLoaded) return;
     row.historyLoaded = true;
+    row.complete.load(this.fetchLimit).catch((error) => showError(this.root, error));
     try {
       const page = await this.fetchLimit(() => getJSON(
         `/sensors/${encodeURIComponent(row.sensorId)}/readings`, { type: row.type, limit: SPARK_POINTS }));

@@ -125,13 +125,6 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
         except (OverflowError, OSError, ValueError):  # a skew past year 9999: no bound
             return datetime.max.replace(tzinfo=timezone.utc)
 
-    max_future_skew_s: Annotated[
-        NonNegativeFloat,
-        msgspec.Meta(
-            description="a reading stamped more than this many seconds ahead of the API's clock is refused (422)"
-        ),
-    ] = 300.0
-
 
 class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The consumer pool (consumer_pool/)."""

@@ -25,7 +25,7 @@ from pipeline.alerts import AlertEvent, Rule
 from pipeline.record import Record
 from store import alerts, reads, retention
 from store.dialect import Bucket, Dialect, minute_text, ts_text
-from store.reads import AlertState, Page
+from store.reads import AlertState, Page, SensorQuery
 
 
 class Written(NamedTuple):
@@ -117,9 +117,11 @@ class Reader(abc.ABC):
     async def _query(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return await self._run(self.dialect.sql(sql), args)
 
-    async def sensors(self, limit: int, cursor: str | None) -> Page:
-        after = reads.decode_cursor(cursor, 1)
-        return reads.sensors_page(await self._query(reads.SENSORS, [after[0] if after else "", limit + 1]), limit)
+    async def sensors(self, limit: int, cursor: str | None, query: SensorQuery | None = None) -> Page:
+        query = query or SensorQuery()
+        after = reads.decode_cursor(cursor, 1 if query.sort == "sensor_id" else 2)
+        sql, args = reads.sensors_sql(query, self.dialect.like, after, limit)
+        return reads.sensors_page(await self._query(sql, args), limit, query.sort)
 
     async def known(self, sensor_id: str) -> bool:
         return bool(await self._query(reads.KNOWN, [sensor_id]))

@@ -17,7 +17,7 @@ import msgspec
 
 from pipeline.reading import utc_text
 from store import alerts
-from store.dialect import Bucket, minute_text, ts_text
+from store.dialect import Bucket, Dialect, minute_text, ts_text
 from store.errors import BadCursor
 
 AlertState = Literal["active", "cleared", "all"]
@@ -117,13 +117,16 @@ def like_pattern(q: str) -> str:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def sensors_sql(query: SensorQuery, like: str, cursor: list[Any] | None, limit: int) -> tuple[str, list[Any]]:
+def sensors_sql(query: SensorQuery, dialect: Dialect, cursor: list[Any] | None, limit: int) -> tuple[str, list[Any]]:
     """One statement: the page of sensors (table `sensors`, keyset on the sort), joined to
     their series in `latest`."""
     where, args = ["1 = 1"], list[Any]()
     if query.q is not None:
-        where.append(f"s.sensor_id {like} ? ESCAPE '\\'")
+        where.append(f"s.sensor_id {dialect.like} ? ESCAPE '\\'")
         args.append(like_pattern(query.q))
+        if dialect.trigram_ids and len(query.q) >= 3:
+            where.append("s.sensor_id IN (SELECT sensor_id FROM sensor_ids WHERE sensor_ids MATCH ?)")
+            args.append('"' + query.q.replace('"', '""') + '"')  # one FTS5 phrase: the substring
     if query.type is not None:
         where.append("EXISTS (SELECT 1 FROM latest t WHERE t.sensor_id = s.sensor_id AND t.type = ?)")
         args.append(query.type)

@@ -91,6 +91,11 @@ BEGIN
     ON CONFLICT (sensor_id) DO UPDATE SET seen_at_ns = excluded.seen_at_ns
     WHERE excluded.seen_at_ns > sensors.seen_at_ns;
 END;
+CREATE VIRTUAL TABLE IF NOT EXISTS sensor_ids USING fts5(sensor_id, tokenize='trigram');
+CREATE TRIGGER IF NOT EXISTS sensor_ids_on_insert AFTER INSERT ON sensors
+BEGIN
+    INSERT INTO sensor_ids (sensor_id) VALUES (NEW.sensor_id);
+END;
 """
 
 # A database from before `latest` existed: fill it once from the stored readings.
@@ -148,7 +153,10 @@ class SqliteWriter(Writer):
                 if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:
                     conn.execute(BACKFILL_LATEST)
                 if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM sensors)").fetchone()[0]:
-                    conn.execute(BACKFILL_SENSORS)
+                    conn.execute("DELETE FROM sensor_ids")
+                    conn.execute(BACKFILL_SENSORS)  # its trigger fills sensor_ids again
+                elif conn.execute("SELECT NOT EXISTS (SELECT 1 FROM sensor_ids)").fetchone()[0]:
+                    conn.execute("INSERT INTO sensor_ids (sensor_id) SELECT sensor_id FROM sensors")
                 conn.execute("COMMIT")
         except (OSError, sqlite3.Error) as e:
             raise StoreSetupError(f"cannot open SQLite database {self.path}: {e}") from e

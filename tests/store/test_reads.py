@@ -191,6 +191,23 @@ def test_sensors_of_a_store_from_before_the_sensors_table_are_backfilled(tmp_pat
 
     assert asyncio.run(newest()) == [("a", "2025-11-17T14:03:20.000000Z"), ("b", "2025-11-17T14:00:50.000000Z")]
 
+    # and one from before the trigram index of the ids: filled from `sensors`
+    with sqlite3.connect(path) as conn:
+        conn.executescript("DROP TRIGGER sensor_ids_on_insert; DROP TABLE sensor_ids;")
+    writer = open_writer("sqlite", path, "")
+    writer.setup()
+    writer.write([seen("sensor-abc-1", 300)])
+    writer.close()
+
+    async def found(q: str) -> list[str]:
+        reader = open_reader("sqlite", path, "")
+        assert reader is not None
+        return [s["sensor_id"] for s in (await reader.sensors(10, None, SensorQuery(q=q))).items]
+
+    assert asyncio.run(found("ABC")) == ["sensor-abc-1"] and asyncio.run(found("a")) == ["a", "sensor-abc-1"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM sensor_ids").fetchone()[0] == 3  # each id once
+
 
 def test_alerts_are_listed_by_state_and_acknowledged_once(store: tuple[Writer, Ask]) -> None:
     writer, ask = store

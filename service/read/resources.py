@@ -95,21 +95,17 @@ def only(req: falcon.asgi.Request, *names: str) -> None:
 
 _DURATION = re.compile(r"([0-9]{1,9})(s|m|h|d)")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MOST_SILENT_S = 3650 * 86400
 
 
 def duration_of(req: falcon.asgi.Request, name: str) -> int | None:
-    """A duration like `30s`, `5m`, `2h`, `7d` (at most 3650 days), in seconds."""
+    """A duration like `30s`, `5m`, `2h`, `7d`, in seconds."""
     text = req.get_param(name)
     if text is None:
         return None
     match = _DURATION.fullmatch(text)
     if match is None:
         raise _bad(name, f"must be a duration like 30s, 5m, 2h or 7d, got {text!r}")
-    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds > MOST_SILENT_S:
-        raise _bad(name, f"must be at most 3650d, got {text!r}")
-    return seconds
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
 def _day_before(moment: datetime) -> datetime:
@@ -152,7 +148,8 @@ class SensorsResource(_Reads):
             type=text_of(req, "type", 32),
             location=text_of(req, "location"),
             sort="last_seen" if choice_of(req, "sort", SENSOR_SORTS, "sensor_id") == "last_seen" else "sensor_id",
-            silent_before_ns=None if silent_for is None else time.time_ns() - silent_for * 1_000_000_000,
+            # NOTE: clamped at the epoch, so a duration of centuries stays a 64-bit integer
+            silent_before_ns=None if silent_for is None else max(0, time.time_ns() - silent_for * 1_000_000_000),
         )
         page = await self.store.sensors(limit_of(req, 100, 1000), req.get_param("cursor"), query)
         reply(resp, _page(page), no_store=True)

@@ -18,8 +18,8 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.common import machine, now, write_section
@@ -115,8 +115,7 @@ def measure(kind: str, path: str, url: str, rounds: int, limit: int) -> list[tup
         finally:
             await reader.close()
 
-    runner: Callable[[], Awaitable[list[tuple[str, int, float, float]]]] = run
-    return asyncio.run(runner())
+    return asyncio.run(run())
 
 
 def main() -> None:

@@ -120,7 +120,12 @@ class Reader(abc.ABC):
     async def sensors(self, limit: int, cursor: str | None, query: SensorQuery | None = None) -> Page:
         query = query or SensorQuery()
         after = reads.decode_cursor(cursor, 1 if query.sort == "sensor_id" else 2)
-        sql, args = reads.sensors_sql(query, self.dialect, after, limit)
+        trigrams = False
+        phrase = reads.trigram_phrase(query.q or "")
+        if self.dialect.trigram_ids and phrase is not None:
+            (count,) = (await self._query(reads.TRIGRAM_COUNT, [phrase]))[0]
+            trigrams = count <= reads.TRIGRAM_MOST
+        sql, args = reads.sensors_sql(query, self.dialect, after, limit, trigrams)
         return reads.sensors_page(await self._query(sql, args), limit, query.sort)
 
     async def known(self, sensor_id: str) -> bool:

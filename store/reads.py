@@ -117,16 +117,30 @@ def like_pattern(q: str) -> str:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def sensors_sql(query: SensorQuery, dialect: Dialect, cursor: list[Any] | None, limit: int) -> tuple[str, list[Any]]:
+# SQLite's trigram table narrows a substring search only when few ids hold it: with more
+# than this many, scanning `sensors` in the page's order fills a page sooner (BENCHMARKS.md).
+TRIGRAM_MOST = 2000
+TRIGRAM_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM sensor_ids WHERE sensor_ids MATCH ? LIMIT {TRIGRAM_MOST + 1})"
+
+
+def trigram_phrase(q: str) -> str | None:
+    """`q` as one FTS5 phrase for `sensor_ids` (None: too short for trigrams)."""
+    return '"' + q.replace('"', '""') + '"' if len(q) >= 3 else None
+
+
+def sensors_sql(
+    query: SensorQuery, dialect: Dialect, cursor: list[Any] | None, limit: int, trigrams: bool = False
+) -> tuple[str, list[Any]]:
     """One statement: the page of sensors (table `sensors`, keyset on the sort), joined to
-    their series in `latest`."""
+    their series in `latest`; `trigrams`: narrow `q` through SQLite's `sensor_ids`."""
     where, args = ["1 = 1"], list[Any]()
     if query.q is not None:
         where.append(f"s.sensor_id {dialect.like} ? ESCAPE '\\'")
         args.append(like_pattern(query.q))
-        if dialect.trigram_ids and len(query.q) >= 3:
+        phrase = trigram_phrase(query.q)
+        if trigrams and phrase is not None:
             where.append("s.sensor_id IN (SELECT sensor_id FROM sensor_ids WHERE sensor_ids MATCH ?)")
-            args.append('"' + query.q.replace('"', '""') + '"')  # one FTS5 phrase: the substring
+            args.append(phrase)
     if query.type is not None:
         where.append("EXISTS (SELECT 1 FROM latest t WHERE t.sensor_id = s.sensor_id AND t.type = ?)")
         args.append(query.type)

@@ -168,6 +168,23 @@ def test_fleet_queries_filter_sort_and_page(store: tuple[Writer, Ask]) -> None:
         ask(lambda r: r.sensors(1, by_id.next_cursor, SensorQuery(sort="last_seen")))
 
 
+def test_a_common_substring_scans_instead_of_the_trigram_index(
+    store: tuple[Writer, Ask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite narrows `q` through `sensor_ids` only when few ids hold it; both paths answer alike."""
+    from store import reads
+
+    writer, ask = store
+    writer.write([seen(f"lab-{i:03d}", i) for i in range(30)])
+    by_index = _all(ask, 7, SensorQuery(q="lab-01"))
+    monkeypatch.setattr(reads, "TRIGRAM_MOST", 0)
+    assert (
+        _all(ask, 7, SensorQuery(q="lab-01"))
+        == by_index
+        == [[f"lab-{i:03d}" for i in range(10, 17)], [f"lab-{i:03d}" for i in range(17, 20)]]
+    )
+
+
 def test_sensors_of_a_store_from_before_the_sensors_table_are_backfilled(tmp_path: Path) -> None:
     """An existing SQLite database upgraded in place: `sensors` filled from what is stored."""
     import sqlite3

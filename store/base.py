@@ -125,7 +125,11 @@ class Reader(abc.ABC):
         if self.dialect.trigram_ids and phrase is not None:
             (count,) = (await self._query(reads.TRIGRAM_COUNT, [phrase]))[0]
             trigrams = count <= reads.TRIGRAM_MOST
-        sql, args = reads.sensors_sql(query, self.dialect, after, limit, trigrams)
+        by_seen = False
+        if self.dialect.trigram_ids and query.silent_before_ns is not None and query.sort == "sensor_id":
+            (count,) = (await self._query(reads.SILENT_COUNT, [query.silent_before_ns]))[0]
+            by_seen = count <= reads.TRIGRAM_MOST
+        sql, args = reads.sensors_sql(query, self.dialect, after, limit, trigrams, by_seen)
         return reads.sensors_page(await self._query(sql, args), limit, query.sort)
 
     async def known(self, sensor_id: str) -> bool:

@@ -171,13 +171,18 @@ def test_fleet_queries_filter_sort_and_page(store: tuple[Writer, Ask]) -> None:
 def test_a_common_substring_scans_instead_of_the_trigram_index(
     store: tuple[Writer, Ask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SQLite narrows `q` through `sensor_ids` only when few ids hold it; both paths answer alike."""
+    """SQLite narrows `q` through `sensor_ids`, and `silent_for` through the arrival index, only
+    when few sensors match; both paths answer alike."""
     from store import reads
 
     writer, ask = store
     writer.write([seen(f"lab-{i:03d}", i) for i in range(30)])
     by_index = _all(ask, 7, SensorQuery(q="lab-01"))
+    quiet = SensorQuery(silent_before_ns=int((T0 + timedelta(seconds=12)).timestamp()) * 10**9)
+    few_silent = _all(ask, 7, quiet)
+    assert few_silent == [[f"lab-{i:03d}" for i in range(7)], [f"lab-{i:03d}" for i in range(7, 12)]]
     monkeypatch.setattr(reads, "TRIGRAM_MOST", 0)
+    assert _all(ask, 7, quiet) == few_silent
     assert (
         _all(ask, 7, SensorQuery(q="lab-01"))
         == by_index

@@ -36,14 +36,14 @@ NOTES = """How: a page is one statement over table `sensors` (one row per sensor
 newest reading arrived, indexed by id and by (arrival, id)) joined to `latest`; sorts and
 `silent_for` walk an index in the page's order and stop after `limit` sensors, so a deep
 page costs what the first does (keyset). `type` / `location` are per-sensor lookups in
-`latest`'s primary key. A substring (`q`) cannot use a B-tree: SQLite asks its FTS5 trigram
-table `sensor_ids` when at most 2,000 ids hold the substring, else scans `sensors` in order
-(a common substring fills a page at once); PostgreSQL uses a pg_trgm GIN index (Debian's
-server package ships the extension) under ILIKE, and its planner picks between that and the
-ordered scan. A query that matches nothing and cannot use an index (`silent_for` longer than
-any silence on SQLite, which keeps no planner statistics) scans the 100,000 rows of
-`sensors`. The box is shared (two cores, other jobs running): p99s are noisy; rerun with
-`python -m bench.fleet`."""
+`latest`'s primary key. A substring (`q`) cannot use a B-tree: a bounded count first asks
+whether at most 2,000 ids hold it; then a trigram index narrows it (SQLite: the FTS5 table
+`sensor_ids`; PostgreSQL: a pg_trgm GIN index, the extension is in Debian's server package),
+else the ordered scan of `sensors` fills a page at once (PostgreSQL is kept off the index by
+matching `sensor_id || ''`). SQLite keeps no planner statistics, so `silent_for` by id
+likewise counts first and takes the arrival index when few sensors are silent. PostgreSQL
+was ANALYZEd after the bulk load (autovacuum does it in service). The box is shared (two
+cores, other jobs running): p99s are noisy; rerun with `python -m bench.fleet`."""
 
 
 def sensor_id(i: int) -> str:

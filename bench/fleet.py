@@ -36,14 +36,16 @@ NOTES = """How: a page is one statement over table `sensors` (one row per sensor
 newest reading arrived, indexed by id and by (arrival, id)) joined to `latest`; sorts and
 `silent_for` walk an index in the page's order and stop after `limit` sensors, so a deep
 page costs what the first does (keyset). `type` / `location` are per-sensor lookups in
-`latest`'s primary key. A substring (`q`) cannot use a B-tree: a bounded count first asks
-whether at most 2,000 ids hold it; then a trigram index narrows it (SQLite: the FTS5 table
-`sensor_ids`; PostgreSQL: a pg_trgm GIN index, the extension is in Debian's server package),
-else the ordered scan of `sensors` fills a page at once (PostgreSQL is kept off the index by
-matching `sensor_id || ''`). SQLite keeps no planner statistics, so `silent_for` by id
-likewise counts first and takes the arrival index when few sensors are silent. PostgreSQL
-was ANALYZEd after the bulk load (autovacuum does it in service). The box is shared (two
-cores, other jobs running): p99s are noisy; rerun with `python -m bench.fleet`."""
+`latest`'s primary key. A substring (`q`) cannot use a B-tree. SQLite first counts (up
+to 2,001) the ids holding it in its FTS5 trigram table `sensor_ids`: at most 2,000, the
+table narrows the query; more, the ordered scan of `sensors` fills a page at once.
+PostgreSQL has a pg_trgm GIN index (the extension is in Debian's server package) and its
+planner picks between it and the ordered scan; a substring held by a tenth of the fleet
+(`site4`: 10,000 ids) is where it does worst (a bounded count first, as on SQLite, cost
+more than it saved there). SQLite keeps no planner statistics, so `silent_for` by id also
+counts first and takes the arrival index when few sensors are silent. PostgreSQL was
+ANALYZEd after the bulk load (autovacuum does it in service). The box is shared (two cores,
+other jobs running): p99s are noisy; rerun with `python -m bench.fleet`."""
 
 
 def sensor_id(i: int) -> str:

@@ -122,12 +122,8 @@ class Reader(abc.ABC):
         after = reads.decode_cursor(cursor, 1 if query.sort == "sensor_id" else 2)
         trigrams = False
         phrase = reads.trigram_phrase(query.q or "")
-        if phrase is not None and query.q is not None:
-            if self.dialect.trigram_ids:
-                probe, arg = reads.TRIGRAM_COUNT, phrase
-            else:
-                probe, arg = reads.LIKE_COUNT.format(like=self.dialect.like), reads.like_pattern(query.q)
-            (count,) = (await self._query(probe, [arg]))[0]
+        if self.dialect.trigram_ids and phrase is not None:
+            (count,) = (await self._query(reads.TRIGRAM_COUNT, [phrase]))[0]
             trigrams = count <= reads.TRIGRAM_MOST
         by_seen = False
         if self.dialect.trigram_ids and query.silent_before_ns is not None and query.sort == "sensor_id":

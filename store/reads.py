@@ -117,21 +117,15 @@ def like_pattern(q: str) -> str:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-# A trigram index (SQLite's `sensor_ids`, PostgreSQL's pg_trgm) narrows a substring search
-# only when few ids hold it: with more than this many, scanning `sensors` in the page's order
-# fills a page sooner (BENCHMARKS.md). A bounded count asks first.
+# SQLite's trigram table narrows a substring search only when few ids hold it: with more
+# than this many, scanning `sensors` in the page's order fills a page sooner (BENCHMARKS.md).
 TRIGRAM_MOST = 2000
 TRIGRAM_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM sensor_ids WHERE sensor_ids MATCH ? LIMIT {TRIGRAM_MOST + 1}) m"
-LIKE_COUNT = (
-    "SELECT count(*) FROM (SELECT 1 FROM sensors WHERE sensor_id {like} ? ESCAPE '\\' LIMIT "
-    + str(TRIGRAM_MOST + 1)
-    + ") m"
-)
 
 
 # SQLite keeps no planner statistics: `silent_for` by id walks the id order unless few
 # sensors are silent, when the (arrival, id) index finds them at once.
-SILENT_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM sensors WHERE seen_at_ns < ? LIMIT {TRIGRAM_MOST + 1}) m"
+SILENT_COUNT = f"SELECT count(*) FROM (SELECT 1 FROM sensors WHERE seen_at_ns < ? LIMIT {TRIGRAM_MOST + 1})"
 
 
 def trigram_phrase(q: str) -> str | None:
@@ -149,16 +143,13 @@ def sensors_sql(
 ) -> tuple[str, list[Any]]:
     """One statement: the page of sensors (table `sensors`, keyset on the sort), joined to
     their series in `latest`; `trigrams`: narrow `q` through SQLite's `sensor_ids`;
-    `by_seen`: SQLite, find the few silent sensors through the arrival index. Without
-    `trigrams`, PostgreSQL matches `q` on `sensor_id || ''`, which its trigram index cannot
-    serve, so the plan is the ordered scan."""
+    `by_seen`: SQLite, find the few silent sensors through the arrival index."""
     where, args = ["1 = 1"], list[Any]()
     if query.q is not None:
-        column = "s.sensor_id" if trigrams or dialect.trigram_ids else "(s.sensor_id || '')"
-        where.append(f"{column} {dialect.like} ? ESCAPE '\\'")
+        where.append(f"s.sensor_id {dialect.like} ? ESCAPE '\\'")
         args.append(like_pattern(query.q))
         phrase = trigram_phrase(query.q)
-        if trigrams and dialect.trigram_ids and phrase is not None:
+        if trigrams and phrase is not None:
             where.append("s.sensor_id IN (SELECT sensor_id FROM sensor_ids WHERE sensor_ids MATCH ?)")
             args.append(phrase)
     if query.type is not None:

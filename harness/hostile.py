@@ -17,6 +17,9 @@ class Hostile(NamedTuple):
     reading: dict[str, object]
     status: int  # what POST /sensor must answer: 202 (then every sink stores it) or 422
     path: str | None = None  # the field a 422 names
+    # refused by the API's clock-skew guard only (MAX_FUTURE_SKEW_S): the model itself accepts
+    # it, so a record of it on the topic is still stored by every sink
+    ahead: bool = False
 
 
 def _r(i: int, **fields: object) -> dict[str, object]:
@@ -32,9 +35,9 @@ def _r(i: int, **fields: object) -> dict[str, object]:
 HOSTILE: tuple[Hostile, ...] = (
     # timestamps: the calendar's edges and the time-zone offsets' edges
     Hostile("first instant in UTC", _r(0, timestamp="0001-01-01T00:00:00Z"), 202),
-    Hostile("last microsecond in UTC", _r(1, timestamp="9999-12-31T23:59:59.999999Z"), 202),
+    Hostile("last microsecond in UTC", _r(1, timestamp="9999-12-31T23:59:59.999999Z"), 422, "$.timestamp", True),
     Hostile("year 1 with a negative offset", _r(2, timestamp="0001-01-01T00:00:00-23:59"), 202),
-    Hostile("year 9999 with a positive offset", _r(3, timestamp="9999-12-31T23:59:59+23:59"), 202),
+    Hostile("year 9999 with a positive offset", _r(3, timestamp="9999-12-31T23:59:59+23:59"), 422, "$.timestamp", True),
     Hostile("year 0 once in UTC", _r(4, timestamp="0001-01-01T00:00:00+00:01"), 422, "$.timestamp"),
     Hostile("year 10000 once in UTC", _r(5, timestamp="9999-12-31T23:59:59-00:01"), 422, "$.timestamp"),
     Hostile("offset +24:00", _r(6, timestamp="2025-11-17T14:20:00+24:00"), 422, "$.timestamp"),
@@ -84,6 +87,9 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("seq as a string", _r(43, seq="7"), 422, "$.seq"),
     Hostile("seq as a boolean", _r(44, seq=True), 422, "$.seq"),
     Hostile("null seq", _r(45, seq=None), 202),
+    # clocks: the future is refused by the API (MAX_FUTURE_SKEW_S), the past is backfill
+    Hostile("a clock reset to 2999", _r(47, timestamp="2999-01-01T00:00:00Z"), 422, "$.timestamp", True),
+    Hostile("a reading from 1970 (backfill)", _r(48, timestamp="1970-01-01T00:00:00Z"), 202),
 )
 
 ACCEPTED = tuple(h for h in HOSTILE if h.status == 202)

@@ -121,25 +121,42 @@ def describe(error: msgspec.ValidationError, prefix: str = "$") -> ReadingError:
     return ReadingError(message, prefix + path[1:])
 
 
-def decode_reading(body: bytes) -> Reading:
-    """Decode one reading; raises msgspec.DecodeError (bad JSON) or ReadingError."""
+def _ahead(not_after: datetime) -> ReadingError:
+    message = f"`timestamp` is after {utc_text(not_after)}: ahead of the API's clock by more than MAX_FUTURE_SKEW_S"
+    return ReadingError(message, "$.timestamp")
+
+
+def decode_reading(body: bytes, not_after: datetime | None = None) -> Reading:
+    """Decode one reading; raises msgspec.DecodeError (bad JSON) or ReadingError.
+
+    `not_after` is the clock-skew guard (docs/contract.md, "Clock skew"): a reading stamped
+    after it is refused at `$.timestamp`. Only the API passes it, at receipt; the pool never
+    does, so a record accepted then is never dead-lettered later for the time it carries."""
     try:
-        return READING_DECODER.decode(body)
+        reading = READING_DECODER.decode(body)
     except msgspec.ValidationError as e:
         raise describe(e) from e
+    if not_after is not None and reading.timestamp > not_after:
+        raise _ahead(not_after)
+    return reading
 
 
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def decode_batch(body: bytes, *, ndjson: bool = False) -> list[Reading]:
+def decode_batch(body: bytes, *, ndjson: bool = False, not_after: datetime | None = None) -> list[Reading]:
     """Decode a JSON array or NDJSON body, all or nothing; raises msgspec.DecodeError (bad
-    JSON) or BatchError listing every invalid reading (up to MAX_LISTED)."""
+    JSON) or BatchError listing every invalid reading (up to MAX_LISTED), readings stamped
+    after `not_after` (the clock-skew guard, as in decode_reading) among them."""
     if ndjson:
         lines = [(i, line) for i, line in enumerate(body.splitlines()) if line.strip()]
-        return _decode_items(lines, ndjson=True)
+        return _decode_items(lines, ndjson=True, not_after=not_after)
     try:
-        return BATCH_DECODER.decode(body)
+        readings = BATCH_DECODER.decode(body)
+        if not_after is None or all(r.timestamp <= not_after for r in readings):
+            return readings
+        _decode_items(list(enumerate(_RAW_ITEMS.decode(body))), not_after=not_after)
+        raise AssertionError("not reached: a reading is after not_after")
     except msgspec.ValidationError as e:
         # NOTE: msgspec stops at the first fault; only then is the array decoded again, item
         # by item, to list them all. A valid batch is decoded once.
@@ -149,23 +166,33 @@ def decode_batch(body: bytes, *, ndjson: bool = False) -> list[Reading]:
             # Not an array at all; or nested so deep (`[[[[...`) that skipping an item
             # recurses past msgspec's limit, where only the first fault is known.
             raise BatchError([describe(e)], 1) from e
-        _decode_items(list(enumerate(items)))
+        _decode_items(list(enumerate(items)), not_after=not_after)
         raise BatchError([describe(e)], 1) from e  # NOTE: not reached: some item fails again
 
 
-def _decode_items(items: list[tuple[int, bytes | msgspec.Raw]], *, ndjson: bool = False) -> list[Reading]:
+def _decode_items(
+    items: list[tuple[int, bytes | msgspec.Raw]], *, ndjson: bool = False, not_after: datetime | None = None
+) -> list[Reading]:
     readings: list[Reading] = []
     errors: list[ReadingError] = []
     invalid = 0
     for index, item in items:
         try:
-            readings.append(READING_DECODER.decode(item))
+            reading = READING_DECODER.decode(item)
         except msgspec.ValidationError as e:
             invalid += 1
             if len(errors) < MAX_LISTED:
                 errors.append(describe(e, prefix=f"$[{index}]"))
+            continue
         except msgspec.DecodeError as e:
             raise msgspec.DecodeError(f"line {index + 1}: {e}" if ndjson else str(e)) from e
+        if not_after is not None and reading.timestamp > not_after:
+            invalid += 1
+            if len(errors) < MAX_LISTED:
+                ahead = _ahead(not_after)
+                errors.append(ReadingError(ahead.message, f"$[{index}].timestamp"))
+            continue
+        readings.append(reading)
     if errors:
         raise BatchError(errors, invalid)
     return readings

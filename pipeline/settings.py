@@ -16,6 +16,7 @@ import argparse
 import os
 import typing
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -112,6 +113,17 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     # TLS for clients (gunicorn's certfile / keyfile); empty: plain HTTP
     api_tls_cert: str = ""
     api_tls_key: str = ""
+    max_future_skew_s: Annotated[
+        NonNegativeFloat,
+        msgspec.Meta(description="a reading stamped more than this many seconds after the API's clock gets 422"),
+    ] = 300.0
+
+    def not_after(self, received_ns: int) -> datetime:
+        """The clock-skew guard's bound for a request received at `received_ns` (docs/contract.md)."""
+        try:
+            return datetime.fromtimestamp(received_ns / 1e9 + self.max_future_skew_s, timezone.utc)
+        except (OverflowError, OSError, ValueError):  # a skew past year 9999: no bound
+            return datetime.max.replace(tzinfo=timezone.utc)
 
 
 class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):

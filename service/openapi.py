@@ -61,7 +61,11 @@ def _post_errors() -> dict[str, Any]:
         "408": _error("the body did not arrive within API_BODY_TIMEOUT_MS", Connection="close"),
         "413": _error("body (compressed or decompressed) or batch too large"),
         "415": _error("unsupported Content-Type or Content-Encoding"),
-        "422": _error("a reading breaks the schema; `path` names the field (a batch lists them all in `errors`)"),
+        "422": _error(
+            "a reading breaks the schema, or its timestamp is more than MAX_FUTURE_SKEW_S (300 s) ahead of the"
+            " API's clock (`$.timestamp`; past timestamps are accepted); `path` names the field (a batch lists"
+            " them all in `errors`)"
+        ),
         "429": _error("rate limit (RATE_LIMIT_RPS) exceeded", **{"Retry-After": RETRY}),
         "431": _error("request line and headers over API_MAX_HEADER_BYTES", Connection="close"),
         "503": _error(

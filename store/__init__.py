@@ -12,7 +12,7 @@ from pipeline.alerts import Rule
 from store.base import Reader, Writer, Written
 from store.dialect import BUCKETS, Bucket
 from store.errors import BadCursor, StoreError, StoreSetupError, StoreUnavailable
-from store.reads import AlertState, Page
+from store.reads import SENSOR_SORTS, AlertState, Page, SensorQuery, SensorSort
 
 KINDS = ("sqlite", "postgres")
 
@@ -49,11 +49,14 @@ def open_reader(kind: str, sqlite_path: str, database_url: str) -> Reader | None
 __all__ = [
     "BUCKETS",
     "KINDS",
+    "SENSOR_SORTS",
     "AlertState",
     "BadCursor",
     "Bucket",
     "Page",
     "Reader",
+    "SensorQuery",
+    "SensorSort",
     "StoreError",
     "StoreSetupError",
     "StoreUnavailable",

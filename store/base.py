@@ -25,7 +25,7 @@ from pipeline.alerts import AlertEvent, Rule
 from pipeline.record import Record
 from store import alerts, ledger, reads, retention
 from store.dialect import Bucket, Dialect, minute_text, ts_text
-from store.reads import AlertState, Page
+from store.reads import AlertState, Page, SensorQuery
 
 
 class Written(NamedTuple):
@@ -133,9 +133,20 @@ class Reader(abc.ABC):
     async def _query(self, sql: str, args: Sequence[Any]) -> list[Any]:
         return await self._run(self.dialect.sql(sql), args)
 
-    async def sensors(self, limit: int, cursor: str | None) -> Page:
-        after = reads.decode_cursor(cursor, 1)
-        return reads.sensors_page(await self._query(reads.SENSORS, [after[0] if after else "", limit + 1]), limit)
+    async def sensors(self, limit: int, cursor: str | None, query: SensorQuery | None = None) -> Page:
+        query = query or SensorQuery()
+        after = reads.decode_cursor(cursor, 1 if query.sort == "sensor_id" else 2)
+        trigrams = False
+        phrase = reads.trigram_phrase(query.q or "")
+        if self.dialect.trigram_ids and phrase is not None:
+            (count,) = (await self._query(reads.TRIGRAM_COUNT, [phrase]))[0]
+            trigrams = count <= reads.TRIGRAM_MOST
+        by_seen = False
+        if self.dialect.trigram_ids and query.silent_before_ns is not None and query.sort == "sensor_id":
+            (count,) = (await self._query(reads.SILENT_COUNT, [query.silent_before_ns]))[0]
+            by_seen = count <= reads.TRIGRAM_MOST
+        sql, args = reads.sensors_sql(query, self.dialect, after, limit, trigrams, by_seen)
+        return reads.sensors_page(await self._query(sql, args), limit, query.sort)
 
     async def known(self, sensor_id: str) -> bool:
         return bool(await self._query(reads.KNOWN, [sensor_id]))

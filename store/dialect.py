@@ -45,6 +45,10 @@ class Dialect:
     buckets: Mapping[Bucket, str]  # aggregate buckets rolled up from the one-minute rows
     cast: str  # how a cursor's text becomes a bucket start in SQL
     text_times: bool  # time columns hold UTC text (SQLite), not TIMESTAMPTZ
+    like: str  # a case-insensitive LIKE: SQLite's LIKE is (for ASCII), PostgreSQL's ILIKE
+    # SQLite: `sensor_ids`, an FTS5 trigram index of the ids, narrows a substring search of 3
+    # characters or more (PostgreSQL's ILIKE uses pg_trgm's index itself)
+    trigram_ids: bool = False
 
     def sql(self, text: str) -> str:
         """A statement written with `?` placeholders, in this driver's paramstyle."""
@@ -70,5 +74,5 @@ def minute_text(value: str | datetime) -> str:
     return value.astimezone(timezone.utc).strftime(MINUTE_FORMAT)
 
 
-SQLITE = Dialect("sqlite", _SQLITE_BUCKETS, "", text_times=True)
-POSTGRES = Dialect("postgres", _PG_BUCKETS, "::timestamptz", text_times=False)
+SQLITE = Dialect("sqlite", _SQLITE_BUCKETS, "", text_times=True, like="LIKE", trigram_ids=True)
+POSTGRES = Dialect("postgres", _PG_BUCKETS, "::timestamptz", text_times=False, like="ILIKE")

@@ -61,6 +61,18 @@ CREATE TABLE IF NOT EXISTS latest (
     location TEXT,
     PRIMARY KEY (sensor_id, type)
 );
+CREATE TABLE IF NOT EXISTS sensors (
+    sensor_id TEXT NOT NULL PRIMARY KEY,
+    seen_at_ns BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sensors_by_seen ON sensors (seen_at_ns, sensor_id);
+"""
+
+# A database from before `sensors` existed (store/sqlite.py has the same).
+BACKFILL_SENSORS = """
+INSERT INTO sensors (sensor_id, seen_at_ns)
+SELECT l.sensor_id, COALESCE((SELECT max(r.ingested_at_ns) FROM readings r WHERE r.sensor_id = l.sensor_id), 0)
+FROM (SELECT DISTINCT sensor_id FROM latest) l
 """
 
 # A database from before `latest` existed: fill it once from the stored readings.
@@ -98,7 +110,7 @@ WITH new AS (
     INSERT INTO readings ({COLUMNS})
     SELECT {STAGED}, %(stored_at_ns)s FROM readings_stage
     ON CONFLICT (sensor_id, type, ts) DO NOTHING
-    RETURNING sensor_id, type, ts, value, unit, location
+    RETURNING sensor_id, type, ts, value, unit, location, ingested_at_ns
 ), folded AS (
     INSERT INTO readings_1m AS a (sensor_id, type, minute, count, min, max, sum, avg)
     SELECT sensor_id, type, date_trunc('minute', ts), count(*), min(value), max(value), sum(value), avg(value)
@@ -117,6 +129,12 @@ WITH new AS (
     ON CONFLICT (sensor_id, type) DO UPDATE SET
         ts = excluded.ts, value = excluded.value, unit = excluded.unit, location = excluded.location
     WHERE excluded.ts > l.ts
+    RETURNING 1
+), seen AS (
+    INSERT INTO sensors AS s (sensor_id, seen_at_ns)
+    SELECT sensor_id, max(ingested_at_ns) FROM new GROUP BY sensor_id ORDER BY sensor_id
+    ON CONFLICT (sensor_id) DO UPDATE SET seen_at_ns = excluded.seen_at_ns
+    WHERE excluded.seen_at_ns > s.seen_at_ns
     RETURNING 1
 )
 SELECT count(*) FROM new
@@ -184,6 +202,10 @@ class PostgresWriter(Writer):
                 self._hypertable(conn)
                 if not conn.execute("SELECT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:  # type: ignore[index]
                     conn.execute(BACKFILL_LATEST)
+                has_sensors = conn.execute("SELECT EXISTS (SELECT 1 FROM sensors)").fetchone()
+                if has_sensors is not None and not has_sensors[0]:
+                    conn.execute(BACKFILL_SENSORS)
+                self._trigrams(conn)
             conn.execute(STAGE)
         except psycopg.Error as e:
             raise StoreSetupError(f"PostgreSQL at {self._safe_url()} is not usable: {e}") from e
@@ -196,6 +218,21 @@ class PostgresWriter(Writer):
         if stage:
             conn.execute(STAGE)
         return conn
+
+    @staticmethod
+    def _trigrams(conn: psycopg.Connection) -> None:
+        """GET /sensors?q= (a substring of the id): a trigram index when pg_trgm is installed
+        (PostgreSQL's contrib); without it the query scans `sensors`."""
+        if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'").fetchone():
+            return
+        try:
+            with conn.transaction():  # a savepoint: lacking the privilege is not fatal
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                conn.execute(
+                    "CREATE INDEX IF NOT EXISTS sensors_by_id_trgm ON sensors USING gin (sensor_id gin_trgm_ops)"
+                )
+        except psycopg.Error as e:
+            log.warning("no trigram index on sensors (GET /sensors?q= scans): %s", e)
 
     @staticmethod
     def _hypertable(conn: psycopg.Connection) -> None:

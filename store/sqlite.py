@@ -80,12 +80,36 @@ BEGIN
         ts = excluded.ts, value = excluded.value, unit = excluded.unit, location = excluded.location
     WHERE excluded.ts > latest.ts;
 END;
+CREATE TABLE IF NOT EXISTS sensors (
+    sensor_id TEXT NOT NULL PRIMARY KEY,
+    seen_at_ns BIGINT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sensors_by_seen ON sensors (seen_at_ns, sensor_id);
+CREATE TRIGGER IF NOT EXISTS sensors_on_insert AFTER INSERT ON readings
+BEGIN
+    INSERT INTO sensors (sensor_id, seen_at_ns) VALUES (NEW.sensor_id, NEW.ingested_at_ns)
+    ON CONFLICT (sensor_id) DO UPDATE SET seen_at_ns = excluded.seen_at_ns
+    WHERE excluded.seen_at_ns > sensors.seen_at_ns;
+END;
+CREATE VIRTUAL TABLE IF NOT EXISTS sensor_ids USING fts5(sensor_id, tokenize='trigram');
+CREATE TRIGGER IF NOT EXISTS sensor_ids_on_insert AFTER INSERT ON sensors
+BEGIN
+    INSERT INTO sensor_ids (sensor_id) VALUES (NEW.sensor_id);
+END;
 """
 
 # A database from before `latest` existed: fill it once from the stored readings.
 BACKFILL_LATEST = """
 INSERT INTO latest (sensor_id, type, ts, value, unit, location)
 SELECT sensor_id, type, max(ts), value, unit, location FROM readings GROUP BY sensor_id, type
+"""
+
+# A database from before `sensors` existed: one row per sensor of `latest`, seen when its
+# newest stored reading arrived (0 when retention already pruned them all).
+BACKFILL_SENSORS = """
+INSERT INTO sensors (sensor_id, seen_at_ns)
+SELECT l.sensor_id, COALESCE((SELECT max(r.ingested_at_ns) FROM readings r WHERE r.sensor_id = l.sensor_id), 0)
+FROM (SELECT DISTINCT sensor_id FROM latest) l
 """
 
 NEW_ROW = "SELECT 1 FROM readings WHERE sensor_id = ? AND type = ? AND ts = ? AND stored_at_ns = ?"
@@ -129,6 +153,11 @@ class SqliteWriter(Writer):
                 alerts.upgrade(conn, SQLITE)
                 if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:
                     conn.execute(BACKFILL_LATEST)
+                if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM sensors)").fetchone()[0]:
+                    conn.execute("DELETE FROM sensor_ids")
+                    conn.execute(BACKFILL_SENSORS)  # its trigger fills sensor_ids again
+                elif conn.execute("SELECT NOT EXISTS (SELECT 1 FROM sensor_ids)").fetchone()[0]:
+                    conn.execute("INSERT INTO sensor_ids (sensor_id) SELECT sensor_id FROM sensors")
                 conn.execute("COMMIT")
         except (OSError, sqlite3.Error) as e:
             raise StoreSetupError(f"cannot open SQLite database {self.path}: {e}") from e

@@ -94,7 +94,7 @@ class SensorResource:
         received_ns = time.time_ns()
         body = await read_body(req, self.settings, (falcon.MEDIA_JSON,))
         try:
-            reading = decode_reading(body)
+            reading = decode_reading(body, self.settings.not_after(received_ns))
         except (ValueError, msgspec.DecodeError):
             metrics.REJECTED.inc()
             raise
@@ -117,7 +117,9 @@ class BatchResource:
         received_ns = time.time_ns()
         body = await read_body(req, self.settings, (falcon.MEDIA_JSON, NDJSON))
         try:
-            readings = decode_batch(body, ndjson=_media_type(req) == NDJSON)
+            readings = decode_batch(
+                body, ndjson=_media_type(req) == NDJSON, not_after=self.settings.not_after(received_ns)
+            )
         except (ValueError, msgspec.DecodeError):
             metrics.REJECTED.inc()
             raise

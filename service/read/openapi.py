@@ -129,9 +129,14 @@ COMPLETENESS = {
 }
 SENSOR = {
     "type": "object",
-    "required": ["sensor_id", "types", "latest"],
+    "required": ["sensor_id", "last_seen", "types", "latest"],
     "properties": {
         "sensor_id": {"type": "string"},
+        "last_seen": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "when its newest reading arrived at the API (not the device's timestamp)",
+        },
         "types": {"type": "array", "items": {"type": "string"}},
         "latest": {"type": "object", "additionalProperties": {"type": "object"}},
     },
@@ -147,8 +152,30 @@ def read_paths() -> dict[str, Any]:
     return {
         "/sensors": {
             "get": {
-                "summary": "Sensors with their types and latest reading per type (sensor_id ascending)",
-                "parameters": [_param("limit", {**_LIMIT, "maximum": 1000}, "page size (default 100)"), _CURSOR],
+                "summary": "Sensors with their types and latest reading per type: the fleet's queries",
+                "description": "Keyset-paginated for every sort; a filter or sort changed between pages needs a"
+                " new first page (a cursor of the other sort is a 400). Unknown parameters are a 400.",
+                "parameters": [
+                    _param("limit", {**_LIMIT, "maximum": 1000}, "page size (default 100)"),
+                    _CURSOR,
+                    _param("q", {"type": "string", "maxLength": 64}, "any part of the sensor id (any case)"),
+                    _param("type", {"type": "string", "maxLength": 32}, "sensors with a series of this type"),
+                    _param(
+                        "location",
+                        {"type": "string", "maxLength": 64},
+                        "sensors with a series whose latest reading is at this location",
+                    ),
+                    _param(
+                        "sort",
+                        {"enum": ["sensor_id", "last_seen"]},
+                        "sensor_id ascending (default), or last_seen: newest arrival first (ties: id descending)",
+                    ),
+                    _param(
+                        "silent_for",
+                        {"type": "string", "pattern": "^[0-9]{1,9}[smhd]$"},
+                        "only sensors whose newest reading arrived longer ago than this (30s, 5m, 2h, 7d)",
+                    ),
+                ],
                 "responses": {"200": _json("a page of sensors", _list(SENSOR)), "400": _BAD, "503": _UNAVAILABLE},
             }
         },

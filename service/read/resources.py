@@ -6,6 +6,8 @@ the stream service/read/stream.py. docs/contract.md, "Read API", is the contract
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,7 +20,7 @@ from pipeline.reading import is_sensor_id
 from service.errors import NoStore, reply
 from service.read.pipeline_health import PipelineHealth
 from service.read.stream import Tail, parse_token
-from store import BUCKETS, Page
+from store import BUCKETS, SENSOR_SORTS, Page, SensorQuery
 from store import Reader as Store
 
 
@@ -83,6 +85,29 @@ def choice_of(req: falcon.asgi.Request, name: str, allowed: tuple[str, ...], def
     return text
 
 
+def only(req: falcon.asgi.Request, *names: str) -> None:
+    """400 naming a query parameter this endpoint does not know (docs/contract.md, "Read API")."""
+    for name in req.params:
+        if name not in names:
+            known = ", ".join(names) if names else "none"
+            raise _bad(name, f"is not known here (known: {known})")
+
+
+_DURATION = re.compile(r"([0-9]{1,9})(s|m|h|d)")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_of(req: falcon.asgi.Request, name: str) -> int | None:
+    """A duration like `30s`, `5m`, `2h`, `7d`, in seconds."""
+    text = req.get_param(name)
+    if text is None:
+        return None
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise _bad(name, f"must be a duration like 30s, 5m, 2h or 7d, got {text!r}")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
 def _day_before(moment: datetime) -> datetime:
     try:
         return moment - timedelta(days=1)
@@ -111,14 +136,28 @@ class _Reads:
         return self.read.store
 
 
+SENSORS_PARAMS = ("limit", "cursor", "q", "type", "location", "sort", "silent_for")
+
+
 class SensorsResource(_Reads):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        page = await self.store.sensors(limit_of(req, 100, 1000), req.get_param("cursor"))
+        only(req, *SENSORS_PARAMS)
+        silent_for = duration_of(req, "silent_for")
+        query = SensorQuery(
+            q=text_of(req, "q"),
+            type=text_of(req, "type", 32),
+            location=text_of(req, "location"),
+            sort="last_seen" if choice_of(req, "sort", SENSOR_SORTS, "sensor_id") == "last_seen" else "sensor_id",
+            # NOTE: clamped at the epoch, so a duration of centuries stays a 64-bit integer
+            silent_before_ns=None if silent_for is None else max(0, time.time_ns() - silent_for * 1_000_000_000),
+        )
+        page = await self.store.sensors(limit_of(req, 100, 1000), req.get_param("cursor"), query)
         reply(resp, _page(page), no_store=True)
 
 
 class ReadingsResource(_Reads):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, sensor_id: str) -> None:
+        only(req, "type", "from", "to", "limit", "cursor")
         sensor_id = _sensor(sensor_id)
         type_, start, end = text_of(req, "type", 32), time_of(req, "from"), time_of(req, "to")
         limit = limit_of(req, 100, 10_000)
@@ -130,6 +169,7 @@ class ReadingsResource(_Reads):
 
 class AggregatesResource(_Reads):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, sensor_id: str) -> None:
+        only(req, "type", "bucket", "from", "to", "limit", "cursor")
         sensor_id = _sensor(sensor_id)
         type_ = text_of(req, "type", 32)
         bucket = choice_of(req, "bucket", BUCKETS, "5m")
@@ -169,6 +209,7 @@ class CompletenessResource(_Reads):
 
 class AlertsResource(_Reads):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        only(req, "state", "sensor_id", "limit", "cursor")
         state = choice_of(req, "state", ("active", "cleared", "all"), "active")
         sensor_id = text_of(req, "sensor_id")
         page = await self.store.alerts(state, sensor_id, limit_of(req, 100, 1000), req.get_param("cursor"))  # type: ignore[arg-type]
@@ -177,6 +218,7 @@ class AlertsResource(_Reads):
 
 class AlertAckResource(_Reads):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, alert_id: str) -> None:
+        only(req)
         alert = await self.store.ack(alert_id[:64])
         if alert is None:
             raise falcon.HTTPNotFound(description=f"no alert {alert_id!r}")
@@ -190,6 +232,7 @@ class StreamResource:
         self.tail = tail
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        only(req, "sensor_id", "type", "last_event_id")
         sensor_id, type_ = text_of(req, "sensor_id"), text_of(req, "type", 32)
         resume = parse_token(req.get_header("Last-Event-ID") or req.get_param("last_event_id"), self.tail.topics)
         try:
@@ -222,6 +265,7 @@ class PipelineResource:
         self.health = health
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        only(req)
         reply(resp, await self.health.summary(), no_store=True)
 
 

@@ -72,3 +72,63 @@ def test_readings_alerts_and_acknowledgement_show_in_the_browser(
     assert width == 1440 and height >= 900, "the full page at the test's viewport"
     for name in SCREENSHOTS:
         assert (shots / name).stat().st_size > 10_000, f"{name} looks empty"
+
+
+FLEET = 100_000
+
+
+def seed_fleet(path: str, sensors: int) -> tuple[str, str]:
+    """`sensors` sensors straight into the stack's SQLite through the store's writer (its
+    triggers keep `latest` and `sensors`): one series each, arrivals over the last two hours
+    (the newest one now); returns (a sensor to find, the newest arrival)."""
+    import time
+    from datetime import datetime, timezone
+
+    from pipeline.reading import Reading
+    from pipeline.record import Record
+    from store.sqlite import SqliteWriter
+
+    writer = SqliteWriter(path)
+    writer.setup()
+    now_ns = time.time_ns()
+    at = datetime(2025, 11, 17, 14, 0, tzinfo=timezone.utc)
+    records = [
+        Record.of(
+            Reading(f"site{i % 97:02d}-f{i:06d}", at, "temperature", float(i), "C"), now_ns - (i % 7200 + 1) * 10**9
+        )
+        for i in range(sensors)
+    ]
+    records.append(Record.of(Reading("fleet-newest", at, "temperature", 1.0, "C"), now_ns))
+    writer.write(records)
+    writer.close()
+    return f"site{54321 % 97:02d}-f054321", "fleet-newest"
+
+
+def test_any_sensor_of_a_100000_sensor_fleet_is_found_by_typing_part_of_its_id(
+    web_modules: Path, kafka_broker: str, tmp_path: Path
+) -> None:
+    node = shutil.which("node")
+    assert node and Path(CHROMIUM).exists(), "Node.js and Chromium are needed"
+    with own_stack(unique("fleet"), tmp_path, broker=kafka_broker) as stack:
+        assert stack.sqlite_path
+        target, newest = seed_fleet(stack.sqlite_path, FLEET)
+        result = subprocess.run(
+            [node, "fleet-test.mjs"],
+            cwd=WEB,
+            env={
+                **os.environ,
+                "DASHBOARD_URL": stack.api_url,
+                "CHROMIUM": CHROMIUM,
+                "FLEET_TARGET": target,
+                "FLEET_TYPED": "54321",
+                "FLEET_NEWEST": newest,
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 0, f"the fleet browser test failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"fleet of {FLEET}: {found}")
+    assert found["search_rows"] == 1, "the search found the one sensor whose id holds 54321"
+    assert found["first_page_rows"] <= 200 and found["silent_rows"] <= 200

@@ -191,9 +191,77 @@ def test_a_batch_lists_every_invalid_reading_in_order(items: list[dict[str, obje
 @pytest.mark.parametrize("case", HOSTILE, ids=[h.name for h in HOSTILE])
 def test_each_hostile_reading_gets_its_answer(case: Hostile) -> None:
     body = json.dumps(case.reading).encode()
+    now = datetime.now(timezone.utc)
+    if case.ahead:  # the model keeps it (a record of it is stored); the API's guard refuses it
+        store_can_keep(decode_reading(body))
+        with pytest.raises(ReadingError) as ahead:
+            decode_reading(body, not_after=now)
+        assert ahead.value.path == case.path == "$.timestamp"
+        return
     if case.status == 202:
+        assert decode_reading(body, not_after=now) == decode_reading(body)
         store_can_keep(decode_reading(body))
         return
     with pytest.raises(ReadingError) as refused:
         decode_reading(body)
     assert refused.value.path == case.path
+
+
+# The clock-skew guard (docs/contract.md, "Clock skew"): `not_after` is the API's clock plus
+# MAX_FUTURE_SKEW_S. Whatever the instant and the offset, a reading after it is refused at
+# `$.timestamp`, one at or before it (however old: backfill) is accepted; in a batch each
+# reading after it is listed with its path, among the other faults, in order.
+bounds = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
+    lambda m: m.replace(tzinfo=timezone.utc)
+)
+
+
+@given(moments, offsets, bounds)
+def test_a_reading_after_the_bound_is_refused_and_any_before_it_accepted(
+    moment: datetime, tz: timezone, not_after: datetime
+) -> None:
+    body = json.dumps({"sensor_id": "s1", "timestamp": rfc3339(moment, tz), "type": "t", "value": 1.0}).encode()
+    try:
+        utc = moment.replace(tzinfo=tz).astimezone(timezone.utc)
+    except OverflowError:
+        return  # refused by the model whatever the bound (the test above)
+    if utc > not_after:
+        with pytest.raises(ReadingError) as ahead:
+            decode_reading(body, not_after=not_after)
+        assert ahead.value.path == "$.timestamp"
+    else:
+        assert decode_reading(body, not_after=not_after).timestamp == utc
+
+
+@given(
+    st.lists(
+        st.one_of(
+            objects(),
+            st.builds(
+                lambda m: {"sensor_id": "ok", "timestamp": m.isoformat() + "Z", "type": "t", "value": 1},
+                moments,
+            ),
+        ),
+        max_size=150,
+    ),
+    bounds,
+)
+def test_a_batch_lists_readings_ahead_of_the_clock_with_the_other_faults(
+    items: list[dict[str, object]], not_after: datetime
+) -> None:
+    invalid = []
+    for index, item in enumerate(items):
+        try:
+            decode_reading(json.dumps(item).encode(), not_after=not_after)
+        except ReadingError as e:
+            invalid.append(f"$[{index}]{e.path[1:]}")  # type: ignore[index]
+    array = json.dumps(items).encode()
+    ndjson = b"\n".join(json.dumps(item).encode() for item in items)
+    for body, is_ndjson in ((array, False), (ndjson, True)):
+        if not invalid:
+            assert len(decode_batch(body, ndjson=is_ndjson, not_after=not_after)) == len(items)
+            continue
+        with pytest.raises(BatchError) as refused:
+            decode_batch(body, ndjson=is_ndjson, not_after=not_after)
+        assert [e.path for e in refused.value.errors] == invalid[:MAX_LISTED]
+        assert refused.value.invalid == len(invalid)

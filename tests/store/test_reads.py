@@ -16,7 +16,7 @@ from harness.process import free_port
 from pipeline.alerts import parse_rules
 from pipeline.reading import Reading
 from pipeline.record import Record
-from store import BadCursor, Bucket, Reader, StoreUnavailable, Writer, open_reader, open_writer
+from store import BadCursor, Bucket, Reader, SensorQuery, StoreUnavailable, Writer, open_reader, open_writer
 
 Ask = Callable[[Callable[[Reader], Awaitable[Any]]], Any]
 
@@ -108,6 +108,127 @@ def test_sensors_list_the_latest_reading_per_type(store: tuple[Writer, Ask]) -> 
     }
     rest = ask(lambda r: r.sensors(2, first.next_cursor))
     assert [s["sensor_id"] for s in rest.items] == ["s3"] and rest.next_cursor is None
+
+
+def seen(sensor: str, arrived_s: int, type_: str = "temperature", location: str | None = None, ts: int = 0) -> Record:
+    """A reading of `sensor` that arrived at the API `arrived_s` seconds after T0."""
+    reading = Reading(sensor, T0 + timedelta(seconds=ts), type_, 1.0, location=location)
+    return Record.of(reading, int((T0 + timedelta(seconds=arrived_s)).timestamp()) * 1_000_000_000)
+
+
+def _all(ask: Ask, limit: int, query: SensorQuery) -> list[list[str]]:
+    """Every page of GET /sensors' query, `limit` sensors at a time, as their ids."""
+    pages, cursor = [], None
+    while True:
+        page = ask(partial(lambda r, c: r.sensors(limit, c, query), c=cursor))
+        pages.append([s["sensor_id"] for s in page.items])
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def test_fleet_queries_filter_sort_and_page(store: tuple[Writer, Ask]) -> None:
+    writer, ask = store
+    writer.write(
+        [
+            seen("lab-12345.a", 100, location="lab"),
+            seen("lab-12345.a", 50, "humidity", ts=-60),  # backfill arriving earlier: last_seen stays 100
+            seen("lab-2345", 300, "humidity", location="roof"),
+            seen("roof_1", 200, location="roof"),
+            seen("roofx1", 200),  # `_` in q is a character, not LIKE's wildcard
+            seen("LAB-9", 400),
+        ]
+    )
+    writer.write([seen("lab-12345.a", 30, ts=-120)])  # an old reading arriving late: still seen at 100
+    everything = _all(ask, 2, SensorQuery())
+    assert everything == [["LAB-9", "lab-12345.a"], ["lab-2345", "roof_1"], ["roofx1"]]
+    first = ask(lambda r: r.sensors(10, None, SensorQuery(q="2345")))
+    assert [s["sensor_id"] for s in first.items] == ["lab-12345.a", "lab-2345"]
+    assert first.items[0]["last_seen"] == "2025-11-17T14:01:40.000000Z"
+    assert first.items[0]["types"] == ["humidity", "temperature"]
+    assert _all(ask, 1, SensorQuery(q="lab")) == [["LAB-9"], ["lab-12345.a"], ["lab-2345"]]  # any case
+    assert _all(ask, 10, SensorQuery(q="f_1")) == [["roof_1"]]  # not roofx1
+    assert _all(ask, 10, SensorQuery(q="of_")) == [["roof_1"]]
+    assert _all(ask, 10, SensorQuery(q="%")) == [[]]
+    assert _all(ask, 10, SensorQuery(type="humidity")) == [["lab-12345.a", "lab-2345"]]
+    assert _all(ask, 10, SensorQuery(location="roof")) == [["lab-2345", "roof_1"]]
+    assert _all(ask, 10, SensorQuery(location="roof", type="temperature")) == [["roof_1"]]
+    newest = [["LAB-9", "lab-2345"], ["roofx1", "roof_1"], ["lab-12345.a"]]  # ties: id descending
+    assert _all(ask, 2, SensorQuery(sort="last_seen")) == newest
+    before = int((T0 + timedelta(seconds=250)).timestamp()) * 1_000_000_000
+    assert _all(ask, 1, SensorQuery(sort="last_seen", silent_before_ns=before)) == [
+        ["roofx1"],
+        ["roof_1"],
+        ["lab-12345.a"],
+    ]
+    assert _all(ask, 10, SensorQuery(silent_before_ns=before, q="roof")) == [["roof_1", "roofx1"]]
+    # a cursor of one sort is refused by the other
+    by_id = ask(lambda r: r.sensors(1, None, SensorQuery()))
+    with pytest.raises(BadCursor):
+        ask(lambda r: r.sensors(1, by_id.next_cursor, SensorQuery(sort="last_seen")))
+
+
+def test_a_common_substring_scans_instead_of_the_trigram_index(
+    store: tuple[Writer, Ask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite narrows `q` through `sensor_ids`, and `silent_for` through the arrival index, only
+    when few sensors match; both paths answer alike."""
+    from store import reads
+
+    writer, ask = store
+    writer.write([seen(f"lab-{i:03d}", i) for i in range(30)])
+    by_index = _all(ask, 7, SensorQuery(q="lab-01"))
+    quiet = SensorQuery(silent_before_ns=int((T0 + timedelta(seconds=12)).timestamp()) * 10**9)
+    few_silent = _all(ask, 7, quiet)
+    assert few_silent == [[f"lab-{i:03d}" for i in range(7)], [f"lab-{i:03d}" for i in range(7, 12)]]
+    monkeypatch.setattr(reads, "TRIGRAM_MOST", 0)
+    assert _all(ask, 7, quiet) == few_silent
+    assert (
+        _all(ask, 7, SensorQuery(q="lab-01"))
+        == by_index
+        == [[f"lab-{i:03d}" for i in range(10, 17)], [f"lab-{i:03d}" for i in range(17, 20)]]
+    )
+
+
+def test_sensors_of_a_store_from_before_the_sensors_table_are_backfilled(tmp_path: Path) -> None:
+    """An existing SQLite database upgraded in place: `sensors` filled from what is stored."""
+    import sqlite3
+
+    path = str(tmp_path / "old.db")
+    writer = open_writer("sqlite", path, "")
+    writer.setup()
+    writer.write([seen("a", 100), seen("a", 200, "humidity"), seen("b", 50)])
+    writer.close()
+    with sqlite3.connect(path) as conn:
+        conn.executescript("DROP TRIGGER sensors_on_insert; DROP TABLE sensors;")
+    writer = open_writer("sqlite", path, "")
+    writer.setup()
+    writer.close()
+
+    async def newest() -> list[tuple[str, str]]:
+        reader = open_reader("sqlite", path, "")
+        assert reader is not None
+        page = await reader.sensors(10, None, SensorQuery(sort="last_seen"))
+        return [(s["sensor_id"], s["last_seen"]) for s in page.items]
+
+    assert asyncio.run(newest()) == [("a", "2025-11-17T14:03:20.000000Z"), ("b", "2025-11-17T14:00:50.000000Z")]
+
+    # and one from before the trigram index of the ids: filled from `sensors`
+    with sqlite3.connect(path) as conn:
+        conn.executescript("DROP TRIGGER sensor_ids_on_insert; DROP TABLE sensor_ids;")
+    writer = open_writer("sqlite", path, "")
+    writer.setup()
+    writer.write([seen("sensor-abc-1", 300)])
+    writer.close()
+
+    async def found(q: str) -> list[str]:
+        reader = open_reader("sqlite", path, "")
+        assert reader is not None
+        return [s["sensor_id"] for s in (await reader.sensors(10, None, SensorQuery(q=q))).items]
+
+    assert asyncio.run(found("ABC")) == ["sensor-abc-1"] and asyncio.run(found("a")) == ["a", "sensor-abc-1"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM sensor_ids").fetchone()[0] == 3  # each id once
 
 
 def test_alerts_are_listed_by_state_and_acknowledged_once(store: tuple[Writer, Ask]) -> None:

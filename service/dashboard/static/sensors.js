@@ -1,10 +1,12 @@
 // The sensors table: one row per sensor and type with its latest reading and a sparkline of
 // the last 30. Filled from GET /sensors, kept current by the stream's readings; a row's
 // sparkline history is fetched (GET /sensors/{id}/readings?type=&limit=30) when it scrolls
-// into view, so a big fleet costs one request per visible row, not per sensor.
+// into view, so a big fleet costs one request per visible row, not per sensor. The table
+// shows one page of GET /sensors' fleet query at a time (fleet.js: search, sort, silent).
 
-import { getAll, getJSON, limiter } from './api.js';
+import { getJSON, limiter } from './api.js';
 import { CompletenessCell } from './completeness.js';
+import { FleetControls } from './fleet.js';
 import { clock, el, flash, seconds, showError, withUnit } from './format.js';
 import { sparkline } from './spark.js';
 
@@ -18,13 +20,16 @@ class Row {
     this.sensorId = sensorId;
     this.type = type;
     this.latest = null;
+    this.lastSeen = null; // ms: when its sensor's newest reading arrived (GET /sensors' last_seen)
+    this.order = Infinity; // its place in the page the server sent
     this.points = []; // [seconds, value], oldest first, at most SPARK_POINTS
     this.historyLoaded = false;
     this.dirty = true;
     this.value = el('td', { class: 'num value' });
     this.updated = el('td', { class: 'updated' });
     this.sparkCell = el('td', { class: 'spark-cell' });
-    this.sensor = el('td', { class: 'sensor' }, sensorId);
+    this.badge = el('span', { class: 'silent-badge', hidden: true }, 'silent');
+    this.sensor = el('td', { class: 'sensor' }, sensorId, this.badge);
     this.complete = new CompletenessCell(el('td', { class: 'num complete' }), sensorId, type);
     this.tr = el('tr', { 'data-sensor': sensorId, 'data-type': type, tabindex: '0', onclick: () => onSelect(this) },
       this.sensor, el('td', {}, type), this.value, this.updated, this.sparkCell, this.complete.td);
@@ -57,6 +62,15 @@ class Row {
     this.tr.dataset.points = String(this.points.length);
     if (this.plot) this.plot.setData([this.points.map((p) => p[0]), this.points.map((p) => p[1])]);
   }
+
+  // The "silent" badge: quiet (no reading arrived) for longer than silentMs; it ages by itself.
+  renderBadge(silentMs) {
+    const silent = silentMs !== null && this.lastSeen !== null && Date.now() - this.lastSeen > silentMs;
+    if (this.tr.dataset.silent === String(silent)) return;
+    this.tr.dataset.silent = String(silent);
+    this.badge.hidden = !silent;
+    this.badge.title = silent ? `no reading since ${new Date(this.lastSeen).toLocaleString()}` : '';
+  }
 }
 
 export class SensorTable {
@@ -69,8 +83,8 @@ export class SensorTable {
     this.onSelect = onSelect;
     this.onRowsChanged = onRowsChanged;
     this.fetchLimit = limiter(4);
-    this.filter = root.querySelector('#sensor-filter');
-    this.filter.addEventListener('input', () => this.applyFilter());
+    this.fleet = new FleetControls(root, () => this.load());
+    this.loading = 0;
     this.observer = new IntersectionObserver((entries) => {
       for (const entry of entries) if (entry.isIntersecting) this.loadHistory(entry.target);
     });
@@ -78,25 +92,39 @@ export class SensorTable {
   }
 
   async load() {
+    const asked = ++this.loading; // a newer query (typing) wins over an older answer
     let page;
     try {
-      page = await getAll('/sensors', { limit: 500 }, 2);
+      page = await getJSON('/sensors', this.fleet.params());
     } catch (error) {
-      showError(this.root, error);
+      if (asked === this.loading) showError(this.root, error);
       return;
     }
+    if (asked !== this.loading) return;
     showError(this.root, null);
-    this.truncated = page.truncated;
-    let added = false;
+    this.fleet.paged(page.next_cursor);
+    this.truncated = Boolean(page.next_cursor);
+    const keep = new Set();
+    let order = 0;
     for (const sensor of page.items) {
       for (const type of sensor.types) {
         const latest = sensor.latest?.[type];
-        const { row, created } = this.row(sensor.sensor_id, type);
-        added ||= created;
-        if (row && latest) row.add({ ...latest, type });
+        const { row } = this.row(sensor.sensor_id, type);
+        if (!row) continue;
+        keep.add(keyOf(sensor.sensor_id, type));
+        row.order = order++;
+        row.lastSeen = sensor.last_seen ? Date.parse(sensor.last_seen) : null;
+        if (latest) row.add({ ...latest, type });
       }
     }
-    if (added) this.reorder();
+    for (const [key, row] of this.rows) {
+      if (!keep.has(key)) {
+        this.observer.unobserve(row.tr);
+        this.rows.delete(key);
+      }
+    }
+    this.skipped.clear();
+    this.reorder();
     this.render();
   }
 
@@ -115,7 +143,7 @@ export class SensorTable {
   }
 
   reorder() {
-    const sorted = [...this.rows.values()].sort((a, b) =>
+    const sorted = [...this.rows.values()].sort((a, b) => a.order - b.order ||
       a.sensorId.localeCompare(b.sensorId) || a.type.localeCompare(b.type));
     this.body.replaceChildren(...sorted.map((r) => r.tr));
     for (const r of sorted) {
@@ -125,14 +153,16 @@ export class SensorTable {
         this.observer.observe(r.tr);
       }
     }
-    this.applyFilter();
     this.onRowsChanged(sorted.map((r) => [r.sensorId, r.type]));
   }
 
   // A reading from the stream: the row is updated at the next render.
   applyReading(reading) {
+    const known = this.rows.get(keyOf(reading.sensor_id, reading.type));
+    if (!known && !this.fleet.isDefault()) return; // another page or query: its next load shows it
     const { row, created } = this.row(reading.sensor_id, reading.type);
     if (!row) return;
+    for (const r of this.rows.values()) if (r.sensorId === reading.sensor_id) r.lastSeen = Date.now();
     if (row.add(reading)) flash(row.tr);
     if (reading.seq !== null && reading.seq !== undefined) row.complete.touch(this.fetchLimit);
     if (created) this.reorder();
@@ -170,15 +200,12 @@ export class SensorTable {
     return this.rows.get(keyOf(sensorId, type))?.latest ?? null;
   }
 
-  applyFilter() {
-    const text = this.filter.value.trim().toLowerCase();
-    for (const row of this.rows.values()) {
-      row.tr.hidden = Boolean(text) && !`${row.sensorId} ${row.type}`.toLowerCase().includes(text);
-    }
-  }
-
   render() {
-    for (const row of this.rows.values()) row.render();
+    const silentMs = this.fleet.silentMs();
+    for (const row of this.rows.values()) {
+      row.render();
+      row.renderBadge(silentMs);
+    }
     const sensors = new Set([...this.rows.values()].map((r) => r.sensorId)).size;
     const more = this.skipped.size || this.truncated ? ' (more not shown)' : '';
     this.root.querySelector('#sensor-count').textContent = `${sensors} sensors, ${this.rows.size} series${more}`;

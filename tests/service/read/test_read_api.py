@@ -147,6 +147,17 @@ def test_readings_aggregates_and_sensors_with_pagination(stack: Endpoints) -> No
         ("/sensors/s1/aggregates", {"from": "2025-11-18T00:00:00Z", "to": "2025-11-17T00:00:00Z"}, "before to"),
         ("/alerts", {"state": "open"}, "parameter state"),
         ("/sensors/s1/aggregates", {"to": "0001-01-01T00:00:00Z"}, "before to"),  # the default from would underflow
+        ("/sensors", {"silent_for": "5"}, "parameter silent_for"),
+        ("/sensors", {"silent_for": "1y"}, "parameter silent_for"),
+        ("/sensors", {"sort": "value"}, "parameter sort"),
+        ("/sensors", {"q": "x" * 65}, "parameter q"),
+        # an unknown parameter is named on every read endpoint, never silently ignored
+        ("/sensors", {"search": "x"}, "parameter search"),
+        ("/sensors/s1/readings", {"limt": "5"}, "parameter limt"),
+        ("/sensors/s1/aggregates", {"sort": "x"}, "parameter sort"),
+        ("/alerts", {"q": "x"}, "parameter q"),
+        ("/pipeline", {"verbose": "1"}, "parameter verbose"),
+        ("/stream", {"sensor": "s1"}, "parameter sensor"),
     ],
 )
 def test_bad_parameters_are_400_naming_them(stack: Endpoints, path: str, params: dict, needle: str) -> None:
@@ -267,3 +278,22 @@ def test_no_store_is_a_clear_503(tmp_path: Path, kafka_broker: str) -> None:
     with own_stack(uuid.uuid4().hex[:8], tmp_path, kafka_broker, {"SINK": "console"}, with_pool=False) as s:
         resp = requests.get(f"{s.api_url}/sensors", timeout=10)
     assert resp.status_code == 503 and "SINK=console" in resp.json()["error"]
+
+
+def test_fleet_queries_over_http(stack: Endpoints) -> None:
+    """q, sort=last_seen and silent_for through the API (the store's tests cover each filter)."""
+    tag = uuid.uuid4().hex[:8]
+    quiet, loud = f"fleet-{tag}-quiet", f"fleet-{tag}-loud"
+    post(stack, reading(quiet, 1, 1.0))
+    wait_until("stored", lambda: get(stack, "/sensors", q=f"{tag}-quiet")["items"], 30)
+    time.sleep(2.2)
+    post(stack, reading(loud, 1, 1.0))
+    wait_until("stored", lambda: len(get(stack, "/sensors", q=tag)["items"]) == 2, 30)
+    newest = get(stack, "/sensors", q=tag.upper(), sort="last_seen", limit=1)
+    assert [s["sensor_id"] for s in newest["items"]] == [loud] and newest["next_cursor"]
+    rest = get(stack, "/sensors", q=tag, sort="last_seen", limit=1, cursor=newest["next_cursor"])
+    assert [s["sensor_id"] for s in rest["items"]] == [quiet] and rest["next_cursor"] is None
+    assert [s["sensor_id"] for s in get(stack, "/sensors", q=tag, silent_for="2s")["items"]] == [quiet]
+    assert get(stack, "/sensors", q=tag, silent_for="1h")["items"] == []
+    assert get(stack, "/sensors", q=tag, silent_for="999999999d")["items"] == []  # before the epoch
+    assert rest["items"][0]["last_seen"] < newest["items"][0]["last_seen"]

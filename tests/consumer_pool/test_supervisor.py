@@ -146,6 +146,21 @@ def test_sigterm_drains_commits_and_leaves_the_group(
     wait_until("the rest after restart", lambda: sqlite_count(db) == len(sent), 90, again)
 
 
+def test_sigterm_while_workers_boot_drains_every_worker(start_pool: PoolFactory) -> None:
+    """A SIGTERM that reaches a worker during its boot waits (blocked) until its handler is
+    set, then drains it. Was: the first worker spawned died of it (`exited on SIGTERM`),
+    because launching multiprocessing's resource tracker unblocked SIGTERM in the supervisor
+    just before that worker was spawned (consumer_pool/process_backend.py)."""
+    pool = start_pool("--workers", "2", wait=False)
+    wait_until("both workers spawned", lambda: pool.log().count("booting worker") == 2, 60, pool)
+    assert "booted (sink" not in pool.log()  # NOTE: the signal lands during their boot (~1-2 s)
+    pool.signal(signal.SIGTERM)
+    assert pool.popen.wait(60) == 0, pool.log()[-3000:]
+    log = pool.log()
+    assert "exited on SIGTERM" not in log, log[-3000:]
+    assert log.count("left the group") == 2, log[-3000:]
+
+
 def test_worker_that_cannot_boot_stops_the_pool(start_pool: PoolFactory) -> None:
     unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
     pool = start_pool("--workers", "2", SINK="postgres", DATABASE_URL=unreachable, wait=False)

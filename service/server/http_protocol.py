@@ -150,6 +150,16 @@ class LingeringTransport:
     def is_closing(self) -> bool:
         return self.lingering or self.raw.is_closing()
 
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        # NOTE: what a closed transport does with a late write (a request's answer after the
+        # connection was closed on a malformed next one): drop it; after write_eof() it raises.
+        if not self.lingering:
+            self.raw.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        if not self.lingering:
+            self.raw.writelines(lines)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
 

@@ -65,6 +65,29 @@ class Report:
         return sum(n for code, n in self.status_codes.items() if code.startswith("2"))
 
 
+@dataclass(frozen=True)
+class Result:
+    """One request of an attack: its status (0: no HTTP answer), vegeta's error text, headers."""
+
+    code: int
+    error: str
+    headers: dict[str, list[str]]
+    latency_ms: float
+
+    def header(self, name: str) -> str | None:
+        for key, values in self.headers.items():
+            if key.lower() == name.lower() and values:
+                return values[0]
+        return None
+
+
+def results(path: Path) -> list[Result]:
+    """Every request of the attack whose results are in `path` (vegeta's binary output)."""
+    out = subprocess.run([executable(), "encode", "-to=json", str(path)], check=True, capture_output=True, text=True)
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line]
+    return [Result(int(r["code"]), r.get("error") or "", r.get("headers") or {}, r["latency"] / 1e6) for r in rows]
+
+
 def attack(
     targets: Path,
     rate: int,

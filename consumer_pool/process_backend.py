@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import time
+from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -50,7 +51,11 @@ class ProcessLauncher:
             name=f"consumer-worker-{slot.index}",
         )
         # NOTE: the child inherits the blocked mask and unblocks once its handlers are set,
-        # so a SIGTERM during boot is not lost and does not kill it half-way.
+        # so a SIGTERM during boot is not lost and does not kill it half-way. The resource
+        # tracker must be running first: start() launches it on first use, and CPython's launch
+        # ends with pthread_sigmask(SIG_UNBLOCK, {SIGINT, SIGTERM}), which undid this block for
+        # the first worker (it then died of a SIGTERM during its boot).
+        resource_tracker.ensure_running()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
         try:
             process.start()

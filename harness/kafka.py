@@ -205,6 +205,13 @@ def group_state(broker: str, group: str) -> ConsumerGroupState:
     return admin(broker).describe_consumer_groups([group])[group].result(15).state
 
 
+def group_described(broker: str, group: str) -> str:
+    """The group's state and members as the broker sees them, for a failure message."""
+    d = admin(broker).describe_consumer_groups([group])[group].result(15)
+    members = [(m.member_id, m.client_id, m.host) for m in d.members]
+    return f"state {d.state}, members {members}"
+
+
 def group_assignment(broker: str, group: str) -> dict[str, set[int]]:
     """member id -> partitions, as the broker sees the group (only when it is stable)."""
     description = admin(broker).describe_consumer_groups([group])[group].result(15)

@@ -36,6 +36,7 @@ class Outcome:
     error: str = ""  # the transport error, or the body of a non-2xx answer
     sent_at: float = 0.0  # time.monotonic() when it was sent
     answered_at: float | None = None  # time.monotonic() when its outcome was known
+    retry_after: str | None = None  # the answer's Retry-After header, if any
 
 
 class OpenLoop:
@@ -100,6 +101,19 @@ def answered_once(outcomes: list[Outcome], sent: int) -> list[Outcome]:
     return outcomes
 
 
+def without_a_status(outcomes: list[Outcome]) -> list[Outcome]:
+    """The requests (of valid readings) that did not get an answer the contract allows under
+    faults and overload: 2xx, 429, or 503 with Retry-After (docs/contract.md, "Every request
+    gets an HTTP status"). No answer at all (reset, EOF, timeout) is the first thing it finds."""
+
+    def allowed(o: Outcome) -> bool:
+        if o.status is None:
+            return False
+        return 200 <= o.status < 300 or o.status == 429 or (o.status == 503 and bool(o.retry_after))
+
+    return [o for o in outcomes if not allowed(o)]
+
+
 def _main(api_url: str, prefix: str, rate: float, timeout: float, out: str, stop: Event) -> None:
     sent, outcomes = asyncio.run(_run(api_url, prefix, rate, timeout, stop))
     Path(out).write_text("".join(json.dumps(o.__dict__) + "\n" for o in outcomes))
@@ -117,7 +131,8 @@ async def _run(api_url: str, prefix: str, rate: float, timeout: float, stop: Eve
             request = client.post(f"{api_url}/sensor", json=numbered(i, prefix))
             response = await asyncio.wait_for(request, timeout)
             body = response.text[:160] if response.status_code >= 300 else ""
-            outcomes.append(Outcome(i, sent_s, response.status_code, body, sent_at, time.monotonic()))
+            retry_after = response.headers.get("retry-after")
+            outcomes.append(Outcome(i, sent_s, response.status_code, body, sent_at, time.monotonic(), retry_after))
         except asyncio.CancelledError:
             outcomes.append(Outcome(i, sent_s, None, "cancelled: no answer when the load stopped", sent_at))
             raise

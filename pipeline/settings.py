@@ -93,7 +93,7 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     # connection is closed after API_KEEPALIVE_MS; past API_MAX_CONNECTIONS, 503.
     api_header_timeout_ms: Positive = 10_000
     api_body_timeout_ms: Positive = 30_000
-    api_keepalive_ms: Positive = 5_000
+    api_keepalive_ms: Positive = 75_000  # longer than common clients' idle expiry (docs/contract.md)
     api_max_connections: Positive = 4096
     # Load shedding: while a worker's event loop runs more than this behind, or a POST waited
     # longer than this for its turn, it is answered 503 + Retry-After at once.

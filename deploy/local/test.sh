@@ -44,6 +44,14 @@ trap 'exit 130' INT TERM
 phase "installing Python dependencies"
 make -s install install-ray || exit 1
 
+# vegeta (open-loop load): tests/service/test_overload.py offers twice the API's capacity,
+# more than a Python sender can on two cores.
+if [ ! -x "$ROOT/.cache/bin/vegeta" ] && ! command -v vegeta >/dev/null; then
+  command -v go >/dev/null || { echo "Go is needed once to install vegeta (open-loop load): apt-get install golang" >&2; exit 1; }
+  say "installing vegeta v12.13.0 into .cache/bin"
+  GOBIN="$ROOT/.cache/bin" go install github.com/tsenart/vegeta/v12@v12.13.0 || exit 1
+fi
+
 phase "lint (ruff, mypy, the import-layer contract)"
 make -s lint || exit 1
 

@@ -17,12 +17,28 @@ timers fire that late), a new request is answered `503` with `Retry-After: 1` by
 app instead of the API, through the same switch uvicorn uses for its own concurrency limit:
 no decode, no produce, the connection kept. An overloaded worker then answers the excess
 at once and spends its CPU on the requests it can still answer in time.
+
+Every request answered (docs/contract.md, "Every request gets an HTTP status"):
+- Past API_MAX_CONNECTIONS (connections plus requests in flight on the worker) a request is
+  answered by `shed` too (`503` with `Retry-After: 1`, JSON) and its connection closed, where
+  uvicorn's own limit answered a plain `503` without Retry-After.
+- Lingering close: when the server closes a connection right after an answer (408, 431, the
+  connection limit, `connection: close`), the request's body or the client's next request may
+  still be unread; closing a socket with unread data makes the kernel send a reset
+  (TCPAbortOnData), and a reset makes the client's kernel drop the answer it had not read yet,
+  so the client saw "connection reset" instead of its status. Here the server half-closes
+  (FIN after the answer), reads and discards what still comes, and closes when the client
+  does, or after LINGER_S.
+- An idle keep-alive connection is closed with a plain close (nothing was sent on it); the
+  race with a client reusing it at that instant is avoided by API_KEEPALIVE_MS (75 s) being
+  longer than the idle expiry of common clients (httpx 5 s, aiohttp 15 s, Go 90 s is the
+  exception): the client drops its idle connection first.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -87,6 +103,67 @@ def _count_rejected(reason: str) -> None:
     metrics.REJECTED_REQUESTS.labels(reason).inc()
 
 
+LINGER_S = 2.0  # how long a closed connection's late input is read and discarded
+
+
+class LingeringTransport:
+    """The connection's transport, whose close() is a lingering close (the module's docstring).
+
+    uvicorn's protocol and its request cycles call `transport.close()` themselves; they get
+    this object instead of the real transport, and everything else is passed through."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.raw = transport
+        self._loop = loop
+        self.lingering = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        raw = self.raw
+        if self.lingering or raw.is_closing():
+            return
+        try:
+            can_half_close = raw.can_write_eof()
+        except (NotImplementedError, RuntimeError):
+            can_half_close = False
+        if not can_half_close:  # TLS: no half-close
+            raw.close()
+            return
+        self.lingering = True
+        try:
+            raw.write_eof()  # NOTE: sent after the buffered answer is written
+            raw.resume_reading()  # FlowControl may have paused it; the rest is read and dropped
+        except (OSError, RuntimeError):
+            raw.close()
+            return
+        # NOTE: the client's FIN ends it sooner: uvicorn's eof_received returns None, so the
+        # transport closes on it.
+        self._timer = self._loop.call_later(LINGER_S, raw.close)
+
+    def abort_linger(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.raw.is_closing():
+            self.raw.close()
+
+    def is_closing(self) -> bool:
+        return self.lingering or self.raw.is_closing()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        # NOTE: what a closed transport does with a late write (a request's answer after the
+        # connection was closed on a malformed next one): drop it; after write_eof() it raises.
+        if not self.lingering:
+            self.raw.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        if not self.lingering:
+            self.raw.writelines(lines)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
 class DeadlineProtocol(HttpToolsProtocol):
     """HttpToolsProtocol whose requests must deliver their headers within `header_timeout`,
     and which sheds new requests while the loop is more than `shed_after` behind."""
@@ -94,13 +171,17 @@ class DeadlineProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0  # set per server by `protocol_class`
     shed_after: float = 0.25
     max_header_bytes: int = 65_536
+    max_connections: int | None = None  # API_MAX_CONNECTIONS (uvicorn's own limit is off)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0  # received while the current request's headers are incomplete
+        self._linger: LingeringTransport | None = None
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None and self._linger.lingering:
+            return  # closed after an answer: read and dropped
         pending = self._deadline is not None  # NOTE: armed exactly while headers are awaited
         if pending:
             self._header_bytes += len(data)
@@ -130,6 +211,8 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._linger = LingeringTransport(transport, self.loop)
+        self.transport = cast(asyncio.Transport, self._linger)  # NOTE: the request cycles get it too
         LAG.watch(self.loop)
         self._arm()  # NOTE: a client that connects and never sends is cut off too
 
@@ -144,6 +227,17 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._disarm()
         self._header_bytes = 0
         idle = self.cycle is None or self.cycle.response_complete  # NOTE: never reorder pipelined answers
+        limit = self.max_connections
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            # Over capacity: answered like a shed request, and the connection closed (lingering).
+            app, self.app = self.app, shed
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+            return
         if LAG.lag > self.shed_after and idle:
             app, self.app = self.app, shed
             try:
@@ -153,14 +247,38 @@ class DeadlineProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
 
+    def _close_idle(self) -> None:
+        # An idle connection: nothing unread, so a plain close (no linger to hold it open).
+        if self._linger is not None and not self._linger.is_closing():
+            self._linger.raw.close()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self._close_idle()
+
+    def shutdown(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self._close_idle()
+        else:
+            self.cycle.keep_alive = False
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._linger is not None:
+            self._linger.abort_linger()
         super().connection_lost(exc)
 
 
 def protocol_class(
-    header_timeout_s: float, shed_after_s: float, max_header_bytes: int = 65_536
+    header_timeout_s: float,
+    shed_after_s: float,
+    max_header_bytes: int = 65_536,
+    max_connections: int | None = None,
 ) -> type[DeadlineProtocol]:
     """The protocol class uvicorn should instantiate, with this server's limits."""
-    limits = {"header_timeout": header_timeout_s, "shed_after": shed_after_s, "max_header_bytes": max_header_bytes}
+    limits = {
+        "header_timeout": header_timeout_s,
+        "shed_after": shed_after_s,
+        "max_header_bytes": max_header_bytes,
+        "max_connections": max_connections,
+    }
     return type("DeadlineProtocol", (DeadlineProtocol,), limits)

@@ -45,11 +45,15 @@ def worker_class(api: ApiSettings) -> type[UvicornWorker]:
     config: dict[str, Any] = {
         "loop": "uvloop",
         "http": protocol_class(
-            api.api_header_timeout_ms / 1000, api.api_shed_after_ms / 1000, api.api_max_header_bytes
+            api.api_header_timeout_ms / 1000,
+            api.api_shed_after_ms / 1000,
+            api.api_max_header_bytes,
+            api.api_max_connections,
         ),
         "lifespan": "on",  # the app is built at the lifespan startup (service/server/asgi.py)
-        # Past this many connections plus requests in flight, uvicorn answers 503 at once.
-        "limit_concurrency": api.api_max_connections,
+        # NOTE: API_MAX_CONNECTIONS is enforced by the protocol (503 + Retry-After, lingering
+        # close: service/server/http_protocol.py), not by uvicorn's limit (plain 503, no Retry-After).
+        "limit_concurrency": None,
         "timeout_keep_alive": api.api_keepalive_ms / 1000,
         "access_log": False,
         "proxy_headers": False,  # NOTE: nothing uses the client address; saves a middleware per request

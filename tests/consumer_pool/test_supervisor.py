@@ -15,7 +15,7 @@ import pytest
 
 from consumer_pool.errors import WORKER_BOOT_ERROR
 from harness.db import pg_count, pg_rows, sqlite_count, sqlite_rows
-from harness.kafka import committed, group_assignment, group_state, produce
+from harness.kafka import committed, group_assignment, group_described, group_state, produce
 from harness.poll import wait_until
 from harness.process import Process, free_port
 from harness.prometheus import metric, scrape
@@ -126,6 +126,7 @@ def test_sigterm_drains_commits_and_leaves_the_group(
 
     pool.signal(signal.SIGTERM)  # the supervisor only; it drains its workers
     assert pool.popen.wait(60) == 0, pool.log()[-3000:]
+    exited = time.monotonic()
     assert pool.log().count("left the group") == 2
 
     group = pool_env["CONSUMER_GROUP"]
@@ -138,12 +139,36 @@ def test_sigterm_drains_commits_and_leaves_the_group(
             assert (body["sensor_id"], Record.of(decode_reading(record.value), 0).ts) in stored
     assert sum(max(o, 0) for o in offsets.values()) > 0
     # NOTE: the broker finishes the rebalance the two leaves started on its own time; a member
-    # that had not left would hold the group until session.timeout.ms (10 s), past this wait.
-    wait_until("the group to be empty", lambda: str(group_state(kafka_broker, group)).endswith("EMPTY"), 5)
+    # that had not left would hold the group until session.timeout.ms (10 s, counted from its
+    # last heartbeat, at most heartbeat.interval.ms = 1 s before the exit), so EMPTY within 8 s
+    # of the pool's exit shows they left. Counted from the exit, not from here: reading the
+    # offsets and the rows above took seconds of that bound on a loaded box.
+    empty = lambda: str(group_state(kafka_broker, group)).endswith("EMPTY")  # noqa: E731
+    try:
+        wait_until("the group to be empty", empty, max(0.5, 8 - (time.monotonic() - exited)))
+    except TimeoutError as e:
+        raise AssertionError(
+            f"group {group} not empty 8 s after the pool exited: {group_described(kafka_broker, group)}"
+        ) from e
 
     # ...and a new run of the same group picks up the rest: all of it, once.
     again = start_pool("--workers", "1")
     wait_until("the rest after restart", lambda: sqlite_count(db) == len(sent), 90, again)
+
+
+def test_sigterm_while_workers_boot_drains_every_worker(start_pool: PoolFactory) -> None:
+    """A SIGTERM that reaches a worker during its boot waits (blocked) until its handler is
+    set, then drains it. Was: the first worker spawned died of it (`exited on SIGTERM`),
+    because launching multiprocessing's resource tracker unblocked SIGTERM in the supervisor
+    just before that worker was spawned (consumer_pool/process_backend.py)."""
+    pool = start_pool("--workers", "2", wait=False)
+    wait_until("both workers spawned", lambda: pool.log().count("booting worker") == 2, 60, pool)
+    assert "booted (sink" not in pool.log()  # NOTE: the signal lands during their boot (~1-2 s)
+    pool.signal(signal.SIGTERM)
+    assert pool.popen.wait(60) == 0, pool.log()[-3000:]
+    log = pool.log()
+    assert "exited on SIGTERM" not in log, log[-3000:]
+    assert log.count("left the group") == 2, log[-3000:]
 
 
 def test_worker_that_cannot_boot_stops_the_pool(start_pool: PoolFactory) -> None:

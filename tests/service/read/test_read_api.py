@@ -271,7 +271,18 @@ def test_pipeline_health_reports_rates_latency_and_the_pool(stack: Endpoints) ->
     assert health["pool_reachable"] is True and health["workers_alive"] == 2
     assert health["ingest_rate"] > 0 and health["dlq_total"] == 0
     # Everything posted is stored and committed: the lag reported drops to exactly 0.
-    wait_until("lag 0", lambda: get(stack, "/pipeline")["lag"] == 0, 20)
+    # NOTE: the last answer goes into the failure: `lag` None means the pool's /metrics did not
+    # answer /pipeline within its 1 s, a number that a worker's gauge stayed above 0.
+    seen: list[dict[str, object]] = []
+
+    def lag_zero() -> bool:
+        seen.append(get(stack, "/pipeline"))
+        return seen[-1]["lag"] == 0
+
+    try:
+        wait_until("lag 0", lag_zero, 20)
+    except TimeoutError as e:
+        raise AssertionError(f"lag not 0 after 20 s; last /pipeline: {seen[-1] if seen else None}") from e
 
 
 def test_no_store_is_a_clear_503(tmp_path: Path, kafka_broker: str) -> None:

@@ -19,7 +19,7 @@ import psycopg_pool
 from pipeline.alerts import AlertRow, Key, KeyState, Rule
 from pipeline.reading import utc_text
 from pipeline.record import Record
-from store import alerts, reads
+from store import alerts, reads, rollups
 from store.base import Reader, Writer, Written
 from store.dialect import POSTGRES
 from store.errors import StoreSetupError, StoreUnavailable
@@ -63,6 +63,17 @@ CREATE TABLE IF NOT EXISTS latest (
 );
 """
 
+ROLLUPS = "".join(
+    rollups.SCHEMA.format(table=rollups.TABLE[r], time="TIMESTAMPTZ", options="") for r in rollups.ROLLUPS
+)
+BACKFILL_ROLLUPS = [
+    (
+        rollups.EMPTY.format(table=rollups.TABLE[r]),
+        rollups.BACKFILL.format(table=rollups.TABLE[r], bucket=POSTGRES.buckets[r]),
+    )
+    for r in rollups.ROLLUPS
+]
+
 # A database from before `latest` existed: fill it once from the stored readings.
 BACKFILL_LATEST = """
 INSERT INTO latest (sensor_id, type, ts, value, unit, location)
@@ -102,6 +113,26 @@ WITH new AS (
         max = greatest(a.max, excluded.max),
         sum = a.sum + excluded.sum,
         avg = (a.sum + excluded.sum) / (a.count + excluded.count)
+    RETURNING 1
+), rollup_1h AS (
+    INSERT INTO readings_1h AS r (sensor_id, type, start, count, min, max, sum)
+    SELECT sensor_id, type, date_trunc('hour', ts), count(*), min(value), max(value), sum(value)
+    FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (sensor_id, type, start) DO UPDATE SET
+    count = r.count + excluded.count,
+    min = least(r.min, excluded.min),
+    max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum
+    RETURNING 1
+), rollup_1d AS (
+    INSERT INTO readings_1d AS r (sensor_id, type, start, count, min, max, sum)
+    SELECT sensor_id, type, date_trunc('day', ts), count(*), min(value), max(value), sum(value)
+    FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (sensor_id, type, start) DO UPDATE SET
+    count = r.count + excluded.count,
+    min = least(r.min, excluded.min),
+    max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum
     RETURNING 1
 ), latest_rows AS (
     INSERT INTO latest AS l (sensor_id, type, ts, value, unit, location)
@@ -170,10 +201,14 @@ class PostgresWriter(Writer):
                 # NOTE: workers boot together; serialise the DDL instead of racing on it.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('sensor_pipeline.schema'))")
                 conn.execute(SCHEMA)
+                conn.execute(ROLLUPS)
                 conn.execute(alerts.SCHEMA)
                 self._hypertable(conn)
                 if not conn.execute("SELECT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:  # type: ignore[index]
                     conn.execute(BACKFILL_LATEST)
+                for empty, backfill in BACKFILL_ROLLUPS:
+                    if conn.execute(empty).fetchone()[0]:  # type: ignore[index]
+                        conn.execute(backfill)
             conn.execute(STAGE)
         except psycopg.Error as e:
             raise StoreSetupError(f"PostgreSQL at {self._safe_url()} is not usable: {e}") from e

@@ -44,6 +44,9 @@ loadtest-ci: install  ## headless acceptance gate (starts the local stack if nee
 bench: install install-ray  ## throughput and latency figures for BENCHMARKS.md
 	@deploy/local/bench.sh
 
+bench-rollups: install  ## only the hourly/daily rollups: aggregates p99 on both stores, the pool's throughput before/after (bench/rollups.py)
+	@deploy/local/bench.sh rollups
+
 bench-ray: install install-ray  ## only the Ray backend against multiprocessing (bench/ray_pool.py)
 	@deploy/local/bench.sh ray_pool
 

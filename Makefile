@@ -15,7 +15,7 @@ $(VENV_STAMP): requirements.txt requirements-runtime.txt
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-.PHONY: install-ray bench-ray
+.PHONY: install-ray bench-ray bench-rollups
 install-ray: $(RAY_STAMP)  ## the optional Ray extra (CONSUMER_BACKEND=ray): requirements-ray.txt into .venv
 
 $(RAY_STAMP): requirements-ray.txt $(VENV_STAMP)

@@ -18,8 +18,8 @@ from harness.db import pg_rows, sqlite_rows
 from pipeline.reading import Reading, utc_text
 from pipeline.record import Record
 from store import Bucket, Reader, open_reader, open_writer, reads
-from store.base import Page
 from store.dialect import minute_text
+from store.reads import Page
 
 T0 = datetime(2025, 10, 30, 21, 0, tzinfo=timezone.utc)
 SPAN_S = 5 * 86_400  # five days, across a month's end

@@ -151,9 +151,8 @@ def aggregates_sql(
         after = f"(start > ?{cast} OR (start = ?{cast} AND type > ?))"
         args += [cursor[0], cursor[0], cursor[1]]
     if rollup is not None:
-        return rollups.AGGREGATES.format(
-            table=rollup, bucket=buckets[bucket], type_filter=type_filter, after=after
-        ), args
+        types = rollups.TYPE_IS if type_ is not None else rollups.ANY_TYPE
+        return rollups.AGGREGATES.format(table=rollup, bucket=buckets[bucket], types=types, after=after), args
     sql = AGGREGATES.format(bucket=buckets[bucket], type_filter=type_filter, after=after)
     return sql, args
 

@@ -58,20 +58,27 @@ PRUNE = (
 )
 
 # The 1h and 1d aggregates: whole buckets from the rollup, the partial first and last ones
-# (a window not aligned on the bucket) from readings_1m, cut as before.
+# (a window not aligned on the bucket) from readings_1m, cut as before. `{types}` is
+# TYPE_IS or ANY_TYPE: either way the primary key's (sensor_id, type, start|minute) range
+# is searched, never every minute of the sensor (`latest` has a row for every type stored).
 AGGREGATES = """
 SELECT type, start, count, min, max, avg FROM (
     SELECT type, start, CAST(sum(count) AS BIGINT) AS count, min(min) AS min, max(max) AS max,
            sum(sum) / sum(count) AS avg
     FROM (
         SELECT type, start, count, min, max, sum FROM {table}
-        WHERE sensor_id = ? AND start >= ? AND start < ? {type_filter}
+        WHERE sensor_id = ? AND {types} AND start >= ? AND start < ?
         UNION ALL
         SELECT type, {bucket} AS start, count, min, max, sum FROM readings_1m
-        WHERE sensor_id = ? AND ((minute >= ? AND minute < ?) OR (minute >= ? AND minute < ?)) {type_filter}
+        WHERE sensor_id = ? AND {types} AND minute >= ? AND minute < ?
+        UNION ALL
+        SELECT type, {bucket} AS start, count, min, max, sum FROM readings_1m
+        WHERE sensor_id = ? AND {types} AND minute >= ? AND minute < ?
     ) u GROUP BY type, start
 ) b WHERE {after} ORDER BY start, type LIMIT ?
 """
+TYPE_IS = "type = ?"
+ANY_TYPE = "type IN (SELECT type FROM latest WHERE sensor_id = ?)"
 
 
 def floor(moment: datetime, rollup: Rollup) -> datetime:
@@ -102,9 +109,13 @@ def floor_text(cutoff: str, rollup: Rollup) -> str:
 
 def aggregates_args(sensor_id: str, start: Any, end: Any, whole: tuple[Any, Any], type_: str | None) -> list[Any]:
     """The arguments of AGGREGATES before the cursor's (bounds already in the dialect)."""
-    typed = [type_] if type_ is not None else []
+    types = type_ if type_ is not None else sensor_id
     whole_from, whole_to = whole
-    return [sensor_id, whole_from, whole_to, *typed, sensor_id, start, whole_from, whole_to, end, *typed]
+    return [
+        *(sensor_id, types, whole_from, whole_to),
+        *(sensor_id, types, start, whole_from),
+        *(sensor_id, types, whole_to, end),
+    ]
 
 
 def fold(batch: Iterable[Record]) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:

@@ -58,23 +58,20 @@ PRUNE = (
 )
 
 # The 1h and 1d aggregates: whole buckets from the rollup, the partial first and last ones
-# (a window not aligned on the bucket) from readings_1m, cut as before. `{types}` is
+# (a window not aligned on the bucket) from readings_1m, cut as before; the three never share
+# a bucket (split() below), so only the minute rows are grouped. `{types}` is
 # TYPE_IS or ANY_TYPE: either way the primary key's (sensor_id, type, start|minute) range
 # is searched, never every minute of the sensor (`latest` has a row for every type stored).
 AGGREGATES = """
 SELECT type, start, count, min, max, avg FROM (
-    SELECT type, start, CAST(sum(count) AS BIGINT) AS count, min(min) AS min, max(max) AS max,
-           sum(sum) / sum(count) AS avg
-    FROM (
-        SELECT type, start, count, min, max, sum FROM {table}
-        WHERE sensor_id = ? AND {types} AND start >= ? AND start < ?
-        UNION ALL
-        SELECT type, {bucket} AS start, count, min, max, sum FROM readings_1m
-        WHERE sensor_id = ? AND {types} AND minute >= ? AND minute < ?
-        UNION ALL
-        SELECT type, {bucket} AS start, count, min, max, sum FROM readings_1m
-        WHERE sensor_id = ? AND {types} AND minute >= ? AND minute < ?
-    ) u GROUP BY type, start
+    SELECT type, start, count, min, max, sum / count AS avg FROM {table}
+    WHERE sensor_id = ? AND {types} AND start >= ? AND start < ?
+    UNION ALL
+    SELECT type, {bucket} AS start, CAST(sum(count) AS BIGINT), min(min), max(max), sum(sum) / sum(count)
+    FROM readings_1m WHERE sensor_id = ? AND {types} AND minute >= ? AND minute < ? GROUP BY 1, 2
+    UNION ALL
+    SELECT type, {bucket} AS start, CAST(sum(count) AS BIGINT), min(min), max(max), sum(sum) / sum(count)
+    FROM readings_1m WHERE sensor_id = ? AND {types} AND minute >= ? AND minute < ? GROUP BY 1, 2
 ) b WHERE {after} ORDER BY start, type LIMIT ?
 """
 TYPE_IS = "type = ?"

@@ -153,10 +153,13 @@ def aggregates(args: argparse.Namespace, broker: str, base_url: str, workdir: Pa
                 f" {'met' if p99 <= 20 else '**missed**'} |"
             )
 
-    print(f"aggregates: SQLite, {args.rows:,} rows", flush=True)
-    db = sqlite_fixture(args.rows)
-    with own_stack(new_run_id(), workdir / "sqlite", broker, {"SQLITE_PATH": str(db)}, with_pool=False) as s:
-        add("SQLite", time_buckets(s, args.requests))
+    if "sqlite" in args.stores:
+        print(f"aggregates: SQLite, {args.rows:,} rows", flush=True)
+        db = sqlite_fixture(args.rows)
+        with own_stack(new_run_id(), workdir / "sqlite", broker, {"SQLITE_PATH": str(db)}, with_pool=False) as s:
+            add("SQLite", time_buckets(s, args.requests))
+    if "postgres" not in args.stores:
+        return "\n".join(lines)
     print(f"aggregates: PostgreSQL, {args.rows:,} rows", flush=True)
     with throwaway_database(base_url, "bench_rollups") as url:
         postgres_fixture(url, args.rows)
@@ -275,6 +278,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=int(os.environ.get("CONSUMER_WORKERS", "2")))
     p.add_argument("--baseline", help="git ref of the code before the rollups")
     p.add_argument("--only", choices=["aggregates", "throughput"])
+    p.add_argument("--stores", default="sqlite,postgres", help="the aggregates' stores (comma-separated)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
     broker = os.environ.get("BENCH_KAFKA_BROKER", "127.0.0.1:9092")

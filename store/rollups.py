@@ -89,7 +89,12 @@ def floor(moment: datetime, rollup: Rollup) -> datetime:
 def ceil(moment: datetime, rollup: Rollup) -> datetime:
     """The first UTC bucket start at or after `moment`."""
     start = floor(moment, rollup)
-    return start if start == moment else start + STEP[rollup]
+    if start == moment:
+        return start
+    try:
+        return start + STEP[rollup]
+    except OverflowError:  # inside the last bucket of year 9999
+        return datetime.max.replace(tzinfo=timezone.utc)
 
 
 def split(start: datetime, end: datetime, rollup: Rollup) -> tuple[datetime, datetime]:

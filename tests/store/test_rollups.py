@@ -191,3 +191,19 @@ def test_retention_prunes_a_bucket_once_all_of_it_is_older(store: Store) -> None
     assert minute_text(first_hour) == "2025-10-31T07:00:00Z"  # 07:00-08:00 still holds newer minutes
     assert minute_text(first_day) == "2025-10-31T00:00:00Z"
     assert store.rows("SELECT count(*) FROM readings_1d") == [(2,)]
+
+
+def test_windows_at_the_calendars_edges(store: Store) -> None:
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    store.write([Record.of(Reading("s1", last, "temperature", 2.0), 0)])
+    windows: list[tuple[str | None, datetime, datetime, Bucket, int]] = [
+        (None, datetime(9999, 12, 31, 23, 30, tzinfo=timezone.utc), last + timedelta(microseconds=999_999), "1h", 10),
+        (None, datetime(9999, 12, 31, 0, 0, 1, tzinfo=timezone.utc), last, "1d", 10),
+        (None, datetime(1, 1, 1, tzinfo=timezone.utc), last, "1d", 10),
+        (None, last, datetime(9999, 12, 31, tzinfo=timezone.utc), "1h", 10),  # from after to
+    ]
+    answers = store.both(windows)
+    assert [new for new, _ in answers] == [old for _, old in answers]
+    assert answers[0][0] == [
+        [{"type": "temperature", "start": "9999-12-31T23:00:00Z", "count": 1, "min": 2.0, "max": 2.0, "avg": 2.0}]
+    ]

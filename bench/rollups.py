@@ -15,6 +15,7 @@ Results replace the "Rollups" section of BENCHMARKS.md (skip with --no-write).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import statistics
@@ -41,7 +42,7 @@ from harness.stack import Endpoints, own_stack
 from loadtests.readings import new_run_id
 from pipeline.reading import Reading
 from pipeline.record import Record
-from store import Writer, open_writer
+from store import Bucket, Writer, open_reader, open_writer, reads
 from store.probe import Probe
 
 HEADING = "Rollups (1h and 1d aggregates over months; the pool's store throughput)"
@@ -50,6 +51,13 @@ START = datetime(2025, 10, 1, tzinfo=timezone.utc)
 DAYS = 30
 TARGET = "agg-target"
 ROLLUP_COMMIT_SUBJECT = "store: hourly and daily rollups"
+
+
+BUCKETS_TIMED: tuple[Bucket, ...] = ("1d", "1h")
+QUERY_ALONE = (
+    "\n\nThe store's query alone (`Reader.aggregates` in the bench process, no HTTP), against the roll-up of"
+    " `readings_1m` that answered 1h and 1d before the rollups, interleaved request by request on the same store:\n\n"
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -140,10 +148,51 @@ def time_buckets(stack: Endpoints, requests_per_case: int) -> list[tuple[str, in
     return out
 
 
+def query_times(kind: str, path: str, url: str, count: int) -> list[str]:
+    """The store's query alone (Reader.aggregates in this process, no HTTP), rollups against
+    the roll-up of readings_1m that answered before them, interleaved request by request."""
+
+    async def run() -> list[str]:
+        reader = open_reader(kind, path, url)
+        assert reader is not None
+        d, end = reader.dialect, START + timedelta(days=DAYS)
+        try:
+            out = []
+            for bucket in BUCKETS_TIMED:
+                old_sql, _ = reads.aggregates_sql(d.buckets, bucket, "temperature", None, d.cast)
+                old_args = [TARGET, d.bound(START), d.bound(end), "temperature", 10_001]
+                new, old = [], []
+                for _ in range(count + 1):
+                    t0 = time.perf_counter()
+                    page = await reader.aggregates(TARGET, "temperature", START, end, bucket, 10_000, None)
+                    t1 = time.perf_counter()
+                    rows = await reader._query(old_sql, old_args)
+                    t2 = time.perf_counter()
+                    assert len(page.items) == len(rows)
+                    new.append((t1 - t0) * 1000)
+                    old.append((t2 - t1) * 1000)
+                new, old = new[1:], old[1:]  # the first is a warm-up
+                out.append(
+                    f"| {kind} | {bucket} | {percentile(new, 0.5):.1f} | {percentile(new, 0.99):.1f} |"
+                    f" {percentile(old, 0.5):.1f} | {percentile(old, 0.99):.1f} |"
+                )
+                print(out[-1], flush=True)
+            return out
+        finally:
+            await reader.close()
+
+    return asyncio.run(run())
+
+
 def aggregates(args: argparse.Namespace, broker: str, base_url: str, workdir: Path) -> str:
     lines = [
         "| store | bucket | buckets returned | p50 ms | p99 ms | max ms | target p99 ≤ 20 ms |",
         "|---|---|---|---|---|---|---|",
+    ]
+
+    alone = [
+        "| store | bucket | rollups p50 ms | rollups p99 ms | readings_1m roll-up (before) p50 ms | before p99 ms |",
+        "|---|---|---|---|---|---|",
     ]
 
     def add(store: str, rows: list[tuple[str, int, float, float, float]]) -> None:
@@ -158,15 +207,17 @@ def aggregates(args: argparse.Namespace, broker: str, base_url: str, workdir: Pa
         db = sqlite_fixture(args.rows)
         with own_stack(new_run_id(), workdir / "sqlite", broker, {"SQLITE_PATH": str(db)}, with_pool=False) as s:
             add("SQLite", time_buckets(s, args.requests))
+        alone.extend(query_times("sqlite", str(db), "", args.requests))
     if "postgres" not in args.stores:
-        return "\n".join(lines)
+        return "\n".join(lines) + QUERY_ALONE + "\n".join(alone)
     print(f"aggregates: PostgreSQL, {args.rows:,} rows", flush=True)
     with throwaway_database(base_url, "bench_rollups") as url:
         postgres_fixture(url, args.rows)
         env = {"SINK": "postgres", "DATABASE_URL": url}
         with own_stack(new_run_id(), workdir / "postgres", broker, env, with_pool=False) as s:
             add("PostgreSQL", time_buckets(s, args.requests))
-    return "\n".join(lines)
+        alone.extend(query_times("postgres", "", url, args.requests))
+    return "\n".join(lines) + QUERY_ALONE + "\n".join(alone)
 
 
 # --- 2. the pool's store throughput, before and after -----------------------------------

@@ -314,6 +314,71 @@ def throughput(args: argparse.Namespace, broker: str, base_url: str, work: Path)
     return "\n".join(lines)
 
 
+# One writer alone, in a process of its own running one tree's code: 5,000-reading batches as
+# the pool's (1,000 sensors, one reading per sensor and second), into a fresh store.
+WRITER_ALONE = """
+import sys, time, resource
+from datetime import datetime, timedelta, timezone
+from pipeline.reading import Reading
+from pipeline.record import Record
+from store import open_writer
+kind, where, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+w = open_writer(kind, where if kind == "sqlite" else "", where if kind == "postgres" else "")
+w.setup()
+t0 = datetime(2025, 11, 17, tzinfo=timezone.utc)
+batches = [[Record.of(Reading(f"bench{i % 1000:04d}", t0 + timedelta(seconds=i // 1000), "temperature",
+                              20 + i % 200 / 10, unit="C", location="bench"), 0)
+            for i in range(b, b + 5000)] for b in range(0, count, 5000)]
+cpu, wall = time.process_time(), time.perf_counter()
+for batch in batches:
+    w.write(batch)
+print(count / (time.perf_counter() - wall), time.process_time() - cpu)
+"""
+
+
+def writer_alone(args: argparse.Namespace, base_url: str, work: Path) -> str:
+    """The store's write alone, before and after, interleaved: readings/s and this process's
+    CPU (for SQLite that is all the work; PostgreSQL's own CPU is in its server)."""
+    ref = baseline_ref(args.baseline)
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with worktree(ref) as base:
+        for i in range(args.rounds):
+            order = [("before", base), ("after", ROOT)] if i % 2 == 0 else [("after", ROOT), ("before", base)]
+            for name, code in order:
+                for kind in ("sqlite", "postgres"):
+                    n = len(results.setdefault((name, kind), []))
+                    with ExitStack() as stack:
+                        if kind == "sqlite":
+                            where = str(work / f"alone-{name}-{n}.db")
+                        else:
+                            where = stack.enter_context(throwaway_database(base_url, "bench_rollups_alone"))
+                        out = subprocess.run(
+                            [PYTHON, "-P", "-c", WRITER_ALONE, kind, where, str(args.records)],
+                            env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True, check=True,
+                        ).stdout.split()  # fmt: skip
+                    rate, cpu = float(out[0]), float(out[1])
+                    results[(name, kind)].append((rate, cpu))
+                    print(
+                        f"  writer alone, round {i + 1} {name} {kind}: {rate:,.0f} readings/s, {cpu:.2f} CPU s",
+                        flush=True,
+                    )
+    lines = [
+        "| store | before readings/s (median) | after (median) | cost | before CPU µs/reading | after CPU µs/reading |"
+        " runs before | runs after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        b, a = results[("before", kind)], results[("after", kind)]
+        mb, ma = statistics.median(r for r, _ in b), statistics.median(r for r, _ in a)
+        cb = statistics.median(c for _, c in b) * 1e6 / args.records
+        ca = statistics.median(c for _, c in a) * 1e6 / args.records
+        lines.append(
+            f"| {label} | {mb:,.0f} | {ma:,.0f} | {1 - ma / mb:+.1%} | {cb:.1f} | {ca:.1f} |"
+            f" {', '.join(f'{r:,.0f}' for r, _ in b)} | {', '.join(f'{r:,.0f}' for r, _ in a)} |"
+        )
+    return "\n".join(lines)
+
+
 def rev(ref: str) -> str:
     return subprocess.run(
         ["git", "rev-parse", ref], cwd=ROOT, capture_output=True, text=True, check=True
@@ -328,7 +393,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--workers", type=int, default=int(os.environ.get("CONSUMER_WORKERS", "2")))
     p.add_argument("--baseline", help="git ref of the code before the rollups")
-    p.add_argument("--only", choices=["aggregates", "throughput"])
+    p.add_argument("--only", choices=["aggregates", "throughput", "writer"])
     p.add_argument("--stores", default="sqlite,postgres", help="the aggregates' stores (comma-separated)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
@@ -338,7 +403,7 @@ def main() -> None:
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="bench-rollups-"))
         stack.callback(shutil.rmtree, work, True)
-        if args.only != "throughput":
+        if args.only in (None, "aggregates"):
             sections.append(
                 f"**Aggregates.** `GET /sensors/{TARGET}/aggregates?type=temperature` over 30 days (a reading every"
                 f" 10 s: 259,200 readings, 720 hourly and 30 daily rollup rows) in a store holding {args.rows:,}"
@@ -346,7 +411,14 @@ def main() -> None:
                 " after one warm-up, the API alone (no pool). Command: `python -m bench.rollups --only aggregates"
                 f" --rows {args.rows}`.\n\n" + aggregates(args, broker, base_url, work)
             )
-        if args.only != "aggregates":
+        if args.only in (None, "writer"):
+            sections.append(
+                f"**The store's write alone, before and after.** One writer in a process of its own (the before"
+                f" tree's code or this one's) writes {args.records:,} readings in 5,000-reading batches into a fresh"
+                f" store; {args.rounds} interleaved rounds. Command: `python -m bench.rollups --only writer"
+                f" --records {args.records} --rounds {args.rounds}`.\n\n" + writer_alone(args, base_url, work)
+            )
+        if args.only in (None, "throughput"):
             sections.append(
                 f"**Store throughput before and after.** The pool ({args.workers} workers) drains one pre-filled"
                 f" topic of {args.records:,} readings (1,000 sensors) into a fresh SQLite file and a fresh PostgreSQL"

@@ -317,7 +317,7 @@ def throughput(args: argparse.Namespace, broker: str, base_url: str, work: Path)
 # One writer alone, in a process of its own running one tree's code: 5,000-reading batches as
 # the pool's (1,000 sensors, one reading per sensor and second), into a fresh store.
 WRITER_ALONE = """
-import sys, time, resource
+import sys, time
 from datetime import datetime, timedelta, timezone
 from pipeline.reading import Reading
 from pipeline.record import Record

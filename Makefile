@@ -15,7 +15,7 @@ $(VENV_STAMP): requirements.txt requirements-runtime.txt
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
 
-.PHONY: install-ray bench-ray
+.PHONY: install-ray bench-ray bench-rollups
 install-ray: $(RAY_STAMP)  ## the optional Ray extra (CONSUMER_BACKEND=ray): requirements-ray.txt into .venv
 
 $(RAY_STAMP): requirements-ray.txt $(VENV_STAMP)
@@ -43,6 +43,9 @@ loadtest-ci: install  ## headless acceptance gate (starts the local stack if nee
 
 bench: install install-ray  ## throughput and latency figures for BENCHMARKS.md
 	@deploy/local/bench.sh
+
+bench-rollups: install  ## only the hourly/daily rollups: aggregates p99 on both stores, the pool's throughput before/after (bench/rollups.py)
+	@deploy/local/bench.sh rollups
 
 bench-ray: install install-ray  ## only the Ray backend against multiprocessing (bench/ray_pool.py)
 	@deploy/local/bench.sh ray_pool

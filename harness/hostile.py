@@ -47,9 +47,10 @@ HOSTILE: tuple[Hostile, ...] = (
     Hostile("no offset", _r(10, timestamp="2025-11-17T14:20:00"), 422, "$.timestamp"),
     Hostile("29 February of a non-leap year", _r(11, timestamp="2025-02-29T00:00:00Z"), 422, "$.timestamp"),
     # values
-    Hostile("value at the upper bound", _r(12, value=1e300), 202),
-    Hostile("the same minute: sum stays finite", _r(12, value=1e300, timestamp="2025-11-17T14:20:01Z"), 202),
-    Hostile("value at the lower bound", _r(13, value=-1e300), 202),
+    Hostile("value at the upper bound", _r(12, value=1e297), 202),
+    Hostile("the same minute: sum stays finite", _r(12, value=1e297, timestamp="2025-11-17T14:20:01Z"), 202),
+    Hostile("value at the lower bound", _r(13, value=-1e297), 202),
+    Hostile("value just past the bound (a day's sum could overflow)", _r(14, value=1e300), 422, "$.value"),
     Hostile("value past the bound (PostgreSQL sum overflow)", _r(14, value=1e308), 422, "$.value"),
     Hostile("value past the bound, negative", _r(15, value=-1.7e308), 422, "$.value"),
     Hostile("smallest subnormal", _r(16, value=5e-324), 202),

@@ -29,9 +29,10 @@ Location = Annotated[str, msgspec.Meta(max_length=64, extra_json_schema=_NO_NUL)
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 # NOTE: finite is not enough: PostgreSQL raises `value out of range: overflow` when
 # readings_1m.sum overflows (two readings of 1e308 in one minute), and the sink would retry
-# that batch for ever. A minute holds at most 60e6 distinct timestamps of one sensor and type
-# (microseconds), so |value| <= 1e300 keeps every sum below 6e307 < DBL_MAX (1.8e308).
-VALUE_LIMIT = 1e300
+# that batch for ever. The largest sum kept is a day's (readings_1d), and a day holds at most
+# 8.64e10 distinct timestamps of one sensor and type (microseconds), so |value| <= 1e297 keeps
+# every sum below 8.7e307 < DBL_MAX (1.8e308).
+VALUE_LIMIT = 1e297
 Value = Annotated[float, msgspec.Meta(ge=-VALUE_LIMIT, le=VALUE_LIMIT)]
 # The device's own counter (docs/contract.md, "Completeness"): +1 per reading it made, per
 # sensor and type; a BIGINT in both stores.

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from pipeline.alerts import AlertEvent, Rule
 from pipeline.record import Record
-from store import alerts, ledger, reads, retention
+from store import alerts, ledger, reads, retention, rollups
 from store.dialect import Bucket, Dialect, minute_text, ts_text
 from store.reads import AlertState, Page, SensorQuery
 
@@ -49,6 +49,7 @@ class Writer(abc.ABC):
         self._sensors_after = sql(retention.SENSORS_AFTER)
         self._prune_raw, self._prune_agg = sql(retention.PRUNE_RAW), sql(retention.PRUNE_AGG)
         self._missing_by_type = sql(ledger.MISSING_BY_TYPE)
+        self._prune_rollups = [(r, sql(rollups.PRUNE.format(table=rollups.TABLE[r]))) for r in rollups.ROLLUPS]
 
     def _lifecycle(self, rules: tuple[Rule, ...]) -> alerts.Lifecycle:
         return alerts.Lifecycle(rules, self.dialect)
@@ -95,18 +96,22 @@ class Writer(abc.ABC):
         return {str(t): int(n) for t, n in self._select(self._missing_by_type, ())}
 
     def prune(self, raw_before: str | None, agg_before: str | None, sensors: int) -> tuple[int, bool]:
-        """Retention: delete readings older than `raw_before` and minute aggregates older than
-        `agg_before` (UTC text; None keeps them) for the next `sensors` sensors of a sweep,
+        """Retention: delete readings older than `raw_before`, and minute aggregates older than
+        `agg_before` with the hourly and daily buckets wholly older (UTC text; None keeps
+        them), for the next `sensors` sensors of a sweep,
         each sensor in its own short transaction. Returns (rows deleted, whether the sweep
         reached the last sensor)."""
         batch = [row[0] for row in self._select(self._sensors_after, (self._sweep_from, sensors))]
         deleted = 0
+        cuts = [(prune, rollups.floor_text(agg_before, r)) for r, prune in self._prune_rollups] if agg_before else []
         for sensor_id in batch:
             with self._transaction() as cur:
                 if raw_before:
                     deleted += cur.execute(self._prune_raw, (sensor_id, raw_before, retention.PRUNE_STEP_ROWS)).rowcount
                 if agg_before:
                     deleted += cur.execute(self._prune_agg, (sensor_id, agg_before, retention.PRUNE_STEP_ROWS)).rowcount
+                for prune, cut in cuts:
+                    deleted += cur.execute(prune, (sensor_id, cut, retention.PRUNE_STEP_ROWS)).rowcount
         done = len(batch) < sensors
         self._sweep_from = "" if done else batch[-1]
         return deleted, done
@@ -177,8 +182,15 @@ class Reader(abc.ABC):
         cursor: str | None,
     ) -> Page:
         d = self.dialect
-        sql, args = reads.aggregates_sql(d.buckets, bucket, type_, reads.decode_cursor(cursor, 2), d.cast)
-        rows = await self._query(sql, [sensor_id, d.bound(start), d.bound(end), *args, limit + 1])
+        after = reads.decode_cursor(cursor, 2)
+        if bucket in rollups.ROLLUPS:  # whole buckets from readings_1h / readings_1d
+            whole = [d.bound(t) for t in rollups.split(start, end, bucket)]
+            sql, args = reads.aggregates_sql(d.buckets, bucket, type_, after, d.cast, rollups.TABLE[bucket])
+            first = rollups.aggregates_args(sensor_id, d.bound(start), d.bound(end), (whole[0], whole[1]), type_)
+            rows = await self._query(sql, [*first, *args, limit + 1])
+        else:
+            sql, args = reads.aggregates_sql(d.buckets, bucket, type_, after, d.cast)
+            rows = await self._query(sql, [sensor_id, d.bound(start), d.bound(end), *args, limit + 1])
         return reads.page(rows, limit, reads.aggregate, lambda r: [minute_text(r[1]), r[0]])
 
     async def completeness(self, sensor_id: str, type_: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import psycopg_pool
 from pipeline.alerts import AlertRow, Key, KeyState, Rule
 from pipeline.reading import utc_text
 from pipeline.record import Record
-from store import alerts, ledger, reads
+from store import alerts, ledger, reads, rollups
 from store.base import Reader, Writer, Written
 from store.dialect import POSTGRES
 from store.errors import StoreSetupError, StoreUnavailable
@@ -75,6 +75,17 @@ SELECT l.sensor_id, COALESCE((SELECT max(r.ingested_at_ns) FROM readings r WHERE
 FROM (SELECT DISTINCT sensor_id FROM latest) l
 """
 
+ROLLUPS = "".join(
+    rollups.SCHEMA.format(table=rollups.TABLE[r], time="TIMESTAMPTZ", options="") for r in rollups.ROLLUPS
+)
+BACKFILL_ROLLUPS = [
+    (
+        rollups.EMPTY.format(table=rollups.TABLE[r]),
+        rollups.BACKFILL.format(table=rollups.TABLE[r], bucket=POSTGRES.buckets[r]),
+    )
+    for r in rollups.ROLLUPS
+]
+
 # A database from before `latest` existed: fill it once from the stored readings.
 BACKFILL_LATEST = """
 INSERT INTO latest (sensor_id, type, ts, value, unit, location)
@@ -121,6 +132,26 @@ WITH new AS (
         max = greatest(a.max, excluded.max),
         sum = a.sum + excluded.sum,
         avg = (a.sum + excluded.sum) / (a.count + excluded.count)
+    RETURNING 1
+), rollup_1h AS (
+    INSERT INTO readings_1h AS r (sensor_id, type, start, count, min, max, sum)
+    SELECT sensor_id, type, date_trunc('hour', ts), count(*), min(value), max(value), sum(value)
+    FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (sensor_id, type, start) DO UPDATE SET
+    count = r.count + excluded.count,
+    min = least(r.min, excluded.min),
+    max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum
+    RETURNING 1
+), rollup_1d AS (
+    INSERT INTO readings_1d AS r (sensor_id, type, start, count, min, max, sum)
+    SELECT sensor_id, type, date_trunc('day', ts), count(*), min(value), max(value), sum(value)
+    FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (sensor_id, type, start) DO UPDATE SET
+    count = r.count + excluded.count,
+    min = least(r.min, excluded.min),
+    max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum
     RETURNING 1
 ), latest_rows AS (
     INSERT INTO latest AS l (sensor_id, type, ts, value, unit, location)
@@ -196,6 +227,7 @@ class PostgresWriter(Writer):
                 # NOTE: workers boot together; serialise the DDL instead of racing on it.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('sensor_pipeline.schema'))")
                 conn.execute(SCHEMA)
+                conn.execute(ROLLUPS)
                 conn.execute(alerts.SCHEMA)
                 alerts.upgrade(conn, POSTGRES)
                 conn.execute(ledger.SCHEMA)
@@ -206,6 +238,10 @@ class PostgresWriter(Writer):
                 if has_sensors is not None and not has_sensors[0]:
                     conn.execute(BACKFILL_SENSORS)
                 self._trigrams(conn)
+                for empty, backfill in BACKFILL_ROLLUPS:
+                    is_empty = conn.execute(empty).fetchone()
+                    if is_empty is not None and is_empty[0]:
+                        conn.execute(backfill)
             conn.execute(STAGE)
         except psycopg.Error as e:
             raise StoreSetupError(f"PostgreSQL at {self._safe_url()} is not usable: {e}") from e

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from pipeline.reading import utc_text
-from store import alerts
+from store import alerts, rollups
 from store.dialect import Bucket, Dialect, minute_text, ts_text
 from store.errors import BadCursor
 
@@ -237,17 +237,29 @@ def alerts_sql(state: AlertState, sensor_id: str | None, cursor: list[Any] | Non
 
 
 def aggregates_sql(
-    buckets: Mapping[Bucket, str], bucket: Bucket, type_: str | None, cursor: list[Any] | None, cast: str = ""
+    buckets: Mapping[Bucket, str],
+    bucket: Bucket,
+    type_: str | None,
+    cursor: list[Any] | None,
+    cast: str = "",
+    rollup: str | None = None,
 ) -> tuple[str, list[Any]]:
+    """The statement and its arguments after the window's; with `rollup` (a table of
+    store/rollups.py), rollups.AGGREGATES, whose window arguments (the type's too) come
+    from rollups.aggregates_args."""
     args: list[Any] = []
     type_filter = ""
     if type_ is not None:
         type_filter = "AND type = ?"
-        args.append(type_)
+        if rollup is None:
+            args.append(type_)
     after = "1 = 1"
     if cursor is not None:
         after = f"(start > ?{cast} OR (start = ?{cast} AND type > ?))"
         args += [cursor[0], cursor[0], cursor[1]]
+    if rollup is not None:
+        types = rollups.TYPE_IS if type_ is not None else rollups.ANY_TYPE
+        return rollups.AGGREGATES.format(table=rollup, bucket=buckets[bucket], types=types, after=after), args
     sql = AGGREGATES.format(bucket=buckets[bucket], type_filter=type_filter, after=after)
     return sql, args
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.alerts import Rule
 from pipeline.record import Record
-from store import alerts, ledger, reads
+from store import alerts, ledger, reads, rollups
 from store.base import Reader, Writer, Written
 from store.dialect import SQLITE, SQLITE_MINUTE
 from store.errors import StoreSetupError, StoreUnavailable
@@ -112,6 +112,22 @@ SELECT l.sensor_id, COALESCE((SELECT max(r.ingested_at_ns) FROM readings r WHERE
 FROM (SELECT DISTINCT sensor_id FROM latest) l
 """
 
+ROLLUPS = "".join(
+    rollups.SCHEMA.format(table=rollups.TABLE[r], time="TEXT", options=" WITHOUT ROWID") for r in rollups.ROLLUPS
+)
+BACKFILL_ROLLUPS = [
+    (
+        rollups.EMPTY.format(table=rollups.TABLE[r]),
+        rollups.BACKFILL.format(table=rollups.TABLE[r], bucket=SQLITE.buckets[r]),
+    )
+    for r in rollups.ROLLUPS
+]
+FOLD = {
+    r: f"INSERT INTO {rollups.TABLE[r]} AS r (sensor_id, type, start, count, min, max, sum)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)" + rollups.MERGE.format(least="min", greatest="max")
+    for r in rollups.ROLLUPS
+}
+
 NEW_ROW = "SELECT 1 FROM readings WHERE sensor_id = ? AND type = ? AND ts = ? AND stored_at_ns = ?"
 
 INSERT = (
@@ -149,7 +165,7 @@ class SqliteWriter(Writer):
                 # NOTE: FULL, not NORMAL: offsets are committed after this write, so the write must
                 # survive a power loss, not only a process crash (NORMAL loses the last commits then).
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{alerts.SCHEMA}{ledger.SCHEMA}")
+                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{ROLLUPS}{alerts.SCHEMA}{ledger.SCHEMA}")
                 alerts.upgrade(conn, SQLITE)
                 if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:
                     conn.execute(BACKFILL_LATEST)
@@ -158,6 +174,9 @@ class SqliteWriter(Writer):
                     conn.execute(BACKFILL_SENSORS)  # its trigger fills sensor_ids again
                 elif conn.execute("SELECT NOT EXISTS (SELECT 1 FROM sensor_ids)").fetchone()[0]:
                     conn.execute("INSERT INTO sensor_ids (sensor_id) SELECT sensor_id FROM sensors")
+                for empty, backfill in BACKFILL_ROLLUPS:
+                    if conn.execute(empty).fetchone()[0]:
+                        conn.execute(backfill)
                 conn.execute("COMMIT")
         except (OSError, sqlite3.Error) as e:
             raise StoreSetupError(f"cannot open SQLite database {self.path}: {e}") from e
@@ -177,10 +196,20 @@ class SqliteWriter(Writer):
 
             if inserted:
                 self.ledger.apply(cur, ledger.first_new(batch, is_new))
+                hours, days = rollups.fold(batch if inserted == len(batch) else self._inserted(cur, batch, stored_at))
+                cur.executemany(FOLD["1h"], hours)
+                cur.executemany(FOLD["1d"], days)
             if self.lifecycle is None:
                 return Written(inserted)
             new = [r for r in self.lifecycle.candidates(batch) if is_new(r)]
             return Written(inserted, self.lifecycle.run(cur, new))
+
+    @staticmethod
+    def _inserted(cur: sqlite3.Cursor, batch: Sequence[Record], stored_at: int) -> list[Record]:
+        """The records of a batch this transaction inserted (a replay or a duplicate inside
+        the batch was skipped; the first of duplicates is the one stored)."""
+        first = {(r.reading.sensor_id, r.reading.type, r.ts): r for r in reversed(batch)}
+        return [r for key, r in first.items() if cur.execute(NEW_ROW, (*key, stored_at)).fetchone()]
 
     def _select(self, sql: str, args: Sequence[Any]) -> list[Any]:
         assert self._conn is not None, "setup() first"

@@ -24,7 +24,7 @@ deploy/local/kafka.sh start
 deploy/local/postgres.sh start
 export BENCH_KAFKA_BROKER="127.0.0.1:${KAFKA_PORT:-9092}"
 export BENCH_DATABASE_URL="$(deploy/local/postgres.sh url)"
-parts=("${@:-service pool pipeline read_side completeness fleet ray_pool}")
+parts=("${@:-service pool pipeline read_side completeness fleet rollups ray_pool}")
 for part in ${parts[@]}; do
   if [ -f "bench/$part.py" ]; then
     echo "[bench] $part"

@@ -99,6 +99,7 @@ def test_what_is_answered_202_is_stored_by_every_sink(
     assert sum(high for _, high in dlq.values()) == 0, "a reading the API accepted was dead-lettered"
     for sink, proc in pools.items():
         assert "failed (attempt" not in proc.log(), (sink, proc.log_tail())
-    # PostgreSQL's aggregates hold the two 1e300 readings of one minute without overflowing.
+    # PostgreSQL's aggregates hold the two 1e297 readings of one minute without overflowing.
     (total,) = pg_rows(pg_url, "SELECT sum FROM readings_1m WHERE sensor_id = 'hostile-12'")
-    assert total == (2e300,)
+    assert total == (2e297,)
+    assert pg_rows(pg_url, "SELECT sum FROM readings_1d WHERE sensor_id = 'hostile-12'") == [(2e297,)]

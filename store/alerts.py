@@ -7,11 +7,13 @@ Runs inside the store's write transaction on the readings that transaction reall
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pipeline.alerts import AlertEvent, AlertRow, Key, KeyState, Rule, advance, keys, relevant
 from pipeline.record import Record
+from store import outbox
 from store.dialect import SQLITE, Dialect
 
 SCHEMA = """
@@ -79,8 +81,10 @@ def row_of(values: Sequence[Any]) -> AlertRow:
 class Lifecycle:
     """The lifecycle on one DB-API connection of the given dialect."""
 
-    def __init__(self, rules: tuple[Rule, ...], dialect: Dialect = SQLITE) -> None:
+    def __init__(self, rules: tuple[Rule, ...], dialect: Dialect = SQLITE, webhooks: tuple[str, ...] = ()) -> None:
         self.rules = rules
+        self.webhooks = webhooks  # ALERT_WEBHOOK_URLS: each raise and clear goes to the outbox
+        self._outbox = dialect.sql(outbox.INSERT)
         self.types = {rule.type for rule in rules}
         sql = dialect.sql
         self._upsert_row, self._upsert_state = sql(_UPSERT_ROW), sql(_UPSERT_STATE)
@@ -106,6 +110,8 @@ class Lifecycle:
             cur.executemany(self._upsert_row, [(*(getattr(r, f) for f in FIELDS), 1) for r in result.rows.values()])
         if result.states:
             cur.executemany(self._upsert_state, [(*k, s.last_ts, s.active_id) for k, s in result.states.items()])
+        if self.webhooks and result.changed:
+            cur.executemany(self._outbox, outbox.rows(result.changed, self.webhooks, time.time_ns()))
         fresh = {row.id for row in result.changed}
         return [e for e in earlier if e.id not in fresh] + [row.event() for row in result.changed]
 

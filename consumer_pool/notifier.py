@@ -128,10 +128,17 @@ class Notifier:
         """Stop after the delivery in hand (an unrecorded one is sent again later)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout_s)
-        self.store.close()
+            self._thread.join(timeout_s)  # the thread closes its store (SQLite: its own thread's)
+        else:
+            self.store.close()
 
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.store.close()
+
+    def _loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
             try:
@@ -145,6 +152,12 @@ class Notifier:
                 failures += 1
                 delay = backoff(failures, BACKOFF_BASE_S, self.backoff_cap_s)
                 log.warning("webhook deliverer: store unavailable, retrying in %.1fs: %s", delay, e)
+                self._stop.wait(delay)
+                continue
+            except Exception:  # thread boundary: a bug must not end deliveries for the worker's life
+                failures += 1
+                delay = backoff(failures, BACKOFF_BASE_S, self.backoff_cap_s)
+                log.exception("webhook deliverer step failed; retrying in %.1fs", delay)
                 self._stop.wait(delay)
                 continue
             if not busy:

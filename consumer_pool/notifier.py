@@ -167,12 +167,18 @@ class Notifier:
 
     def step(self) -> int:
         """Send the deliveries due now; returns how many were attempted."""
-        claimed = self.store.claim_deliveries(self.clock(), self.lease_ns, CLAIM_LIMIT)
+        now = self.clock()
+        pending = self.store.pending_deliveries()
+        self.set_age(pending, now)
+        if pending is None or pending[1] > now:
+            return 0  # nothing due: no claim, so an idle deliverer takes no write lock
+        claimed = self.store.claim_deliveries(now, self.lease_ns, CLAIM_LIMIT)
         for delivery in claimed:
             if self._stop.is_set():
                 break  # the rest stay claimed until the lease ends, then are due again
             self.deliver(delivery)
-        self.update_age()
+        if claimed:
+            self.set_age(self.store.pending_deliveries(), self.clock())
         return len(claimed)
 
     def deliver(self, d: Delivery) -> Outcome:
@@ -212,6 +218,6 @@ class Notifier:
             self.store.delivery_retry(d, outcome.error, now + int(delay * 1e9))
         return outcome
 
-    def update_age(self) -> None:
-        oldest = self.store.oldest_pending_ns()
-        metrics.WEBHOOK_OLDEST_PENDING.set(0 if oldest is None else max(self.clock() - oldest, 0) / 1e9)
+    @staticmethod
+    def set_age(pending: tuple[int, int] | None, now: int) -> None:
+        metrics.WEBHOOK_OLDEST_PENDING.set(0 if pending is None else max(now - pending[0], 0) / 1e9)

@@ -117,10 +117,13 @@ class Writer(abc.ABC):
         with self._transaction() as cur:
             cur.execute(self.dialect.sql(outbox.FAILED), (error, now_ns, d.event_id, d.url))
 
-    def oldest_pending_ns(self) -> int | None:
-        """When the oldest event still pending delivery was written (None: none pending)."""
-        found = self._select(self.dialect.sql(outbox.OLDEST_PENDING), ())
-        return int(found[0][0]) if found and found[0][0] is not None else None
+    def pending_deliveries(self) -> tuple[int, int] | None:
+        """(when the oldest event still pending was written, when the soonest pending delivery
+        is due), or None when none is pending."""
+        found = self._select(self.dialect.sql(outbox.PENDING), ())
+        if not found or found[0][0] is None:
+            return None
+        return int(found[0][0]), int(found[0][1])
 
 
 class Reader(abc.ABC):

@@ -63,7 +63,8 @@ RETRY = (
     "UPDATE alert_deliveries SET attempts = attempts + 1, last_error = ?, next_ns = ? WHERE event_id = ? AND url = ?"
 )
 FAILED = f"UPDATE alert_deliveries SET state = 'failed', attempts = attempts + 1, last_error = ?, done_ns = ? {_BY_KEY}"
-OLDEST_PENDING = "SELECT min(created_ns) FROM alert_deliveries WHERE state = 'pending'"
+# The oldest pending event and the soonest due delivery (one read: an idle deliverer takes no write lock).
+PENDING = "SELECT min(created_ns), min(next_ns) FROM alert_deliveries WHERE state = 'pending'"
 # The read side: the deliveries of a page of alerts.
 OF_ALERTS = "SELECT alert_id, state, attempts, last_error, created_ns FROM alert_deliveries WHERE alert_id IN ({marks})"
 

@@ -188,3 +188,14 @@ def test_without_webhooks_there_is_no_outbox_and_no_notification_state(tmp_path:
     (item,) = asyncio.run(reader.alerts("all", None, 10, None)).items
     assert item["id"] == alert.id and item["notifications"] is None
     writer.close()
+
+
+def test_an_existing_database_gets_the_outbox_at_setup(store: Store, receiver: Receiver) -> None:
+    """A store from before webhooks (no alert_deliveries table) is upgraded in place."""
+    with store.writer._transaction() as cur:
+        cur.execute("DROP TABLE alert_deliveries")
+    again = open_writer(store.kind, store.path, store.url, parse_rules("temperature>40"), webhooks=(receiver.url,))
+    again.setup()
+    (alert,) = again.write([at(0, 41.0)]).alerts
+    store.deliver_until(lambda: event_id(alert.id, "raised") in receiver.events())
+    again.close()

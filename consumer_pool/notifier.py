@@ -5,9 +5,9 @@ store connection, so exactly one deliverer runs while the pool runs (docs/contra
 "Webhook notifications"). Each step claims the due deliveries (a claim hides them for a
 lease, so a deliverer that dies mid-send leaves them due again for the next one), POSTs
 each body signed with ALERT_WEBHOOK_SECRET and records the outcome: 2xx -> sent; a
-connection error, a timeout, 408, 425, 429 or 5xx -> retried after an exponential backoff
-with jitter capped at ALERT_WEBHOOK_BACKOFF_CAP_S; another status -> failed (the receiver
-refuses it); still unsent ALERT_WEBHOOK_GIVE_UP_S after the event -> failed. Delivery is at
+connection error, a timeout or any other status -> retried after an exponential backoff
+with jitter capped at ALERT_WEBHOOK_BACKOFF_CAP_S, except 410 Gone -> failed at once;
+still unsent ALERT_WEBHOOK_GIVE_UP_S after the event -> failed. Delivery is at
 least once: a crash between the POST and the record of its success sends it again, with the
 same Idempotency-Key.
 
@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 CLAIM_LIMIT = 10
 IDLE_POLL_S = 0.5
 BACKOFF_BASE_S = 1.0
-RETRIED_STATUSES = {408, 425, 429}
+# 410 Gone: the receiver says the endpoint no longer exists. Any other answer that is not a
+# 2xx may be a receiver being deployed or misconfigured for a while, so it is retried.
+REFUSED_STATUSES = {410}
 USER_AGENT = "sensor-pipeline-webhooks/1"
 
 
@@ -74,7 +76,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Ou
         return Outcome(False, "connect", f"connection failed: {e}", True)
     if 200 <= status < 300:
         return Outcome(True, "", "", False)
-    retry = status >= 500 or status in RETRIED_STATUSES
+    retry = status not in REFUSED_STATUSES
     return Outcome(False, f"http_{status // 100}xx", f"HTTP {status}", retry)
 
 

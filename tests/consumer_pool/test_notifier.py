@@ -148,19 +148,27 @@ def test_events_queue_while_the_receiver_is_down_and_all_arrive_after_a_delivere
     assert metrics.WEBHOOK_OLDEST_PENDING._value.get() == 0
 
 
-def test_a_refused_event_is_failed_and_a_server_error_is_retried(store: Store, receiver: Receiver) -> None:
+def test_gone_is_failed_at_once_and_other_errors_are_retried(store: Store, receiver: Receiver) -> None:
     refused_before = metrics.WEBHOOK_FAILED.labels("http_4xx")._value.get()
-    receiver.status = 400
+    receiver.status = 410
     (first,) = store.writer.write([at(0, 41.0)]).alerts
     store.deliver_until(lambda: store.notifications()[first.id]["state"] == "failed")
-    assert store.notifications()[first.id]["last_error"] == "HTTP 400"
+    assert store.notifications()[first.id]["last_error"] == "HTTP 410"
     assert metrics.WEBHOOK_FAILED.labels("http_4xx")._value.get() == refused_before + 1
     assert len(receiver.posts) == 1  # not retried
 
+    receiver.posts.clear()
+    receiver.status = 400  # a receiver misconfigured for a while: retried, shown pending with the error
+    (other,) = [e for e in store.writer.write([at(0, 42.0, "s3")]).alerts if e.sensor_id == "s3"]
+    store.deliver_until(lambda: len(receiver.posts) >= 2)
+    assert store.notifications()[other.id]["state"] == "pending"
+    assert store.notifications()[other.id]["last_error"] == "HTTP 400"
+
     receiver.status = 503
     (second,) = [e for e in store.writer.write([at(0, 45.0, "s2")]).alerts if e.sensor_id == "s2"]
-    store.deliver_until(lambda: len(receiver.posts) >= 3)
+    store.deliver_until(lambda: store.notifications()[second.id]["attempts"] >= 2)
     assert store.notifications()[second.id]["state"] == "pending"
+    assert store.notifications()[second.id]["last_error"] == "HTTP 503"
     receiver.status = 200
     store.deliver_until(lambda: store.notifications()[second.id]["state"] == "sent")
     assert store.notifications()[second.id]["attempts"] >= 3

@@ -107,6 +107,20 @@ RETENTION_DELETED = Counter(
     "sensor_consumer_retention_deleted_total", "Rows deleted by retention (readings and aggregates)"
 )
 
+# Webhook notifications (consumer_pool/notifier.py; docs/contract.md, "Webhook notifications").
+WEBHOOK_SENT = Counter("sensor_alert_webhook_sent_total", "Alert events delivered to a webhook URL (2xx)")
+WEBHOOK_FAILED = Counter(
+    "sensor_alert_webhook_failed_total",
+    "Failed webhook delivery attempts, by reason (connect, timeout, http_4xx, http_5xx, gave_up)",
+    ["reason"],
+)
+# NOTE: one deliverer (worker 0) sets it; livemax drops it with that process.
+WEBHOOK_OLDEST_PENDING = Gauge(
+    "sensor_alert_webhook_oldest_pending_seconds",
+    "Age of the oldest alert event not yet delivered to every URL (0: none pending)",
+    multiprocess_mode="livemax",
+)
+
 
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
     """Observe many values with one increment per bucket instead of one per value.

@@ -5,6 +5,7 @@ decode -> sink.write() (retried with backoff while the store is down, nothing co
 -> alert changes produced -> commit the batch's offsets -> a retention step, a no-data
 alert sweep and the sensor_readings_missing gauge (worker 0).
 Undecodable records go to the DLQ and are committed with the batch, so they never block their partition.
+Worker 0 also runs the webhook deliverer, a thread (consumer_pool/notifier.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from confluent_kafka import (
 from consumer_pool import logs, metrics
 from consumer_pool.completeness import MissingGauge
 from consumer_pool.errors import WORKER_BOOT_ERROR, BootError
+from consumer_pool.notifier import Notifier
 from consumer_pool.retention import Retention
 from consumer_pool.sinks import Sink, Written, make_sink
 from pipeline.alerts import AlertEvent, encode_event, parse_rules
@@ -262,6 +264,8 @@ class Worker:
         self._silence_due = 0.0
         # NOTE: one worker publishes sensor_readings_missing, as for retention (consumer_pool/completeness.py).
         self.missing = MissingGauge(sink) if slot == 0 else None
+        # NOTE: one webhook deliverer for the pool, a thread of the same slot (docs/contract.md).
+        self.notifier = Notifier.of(settings.pool) if slot == 0 else None
         self._lag_due = 0.0
         self._uncommitted: dict[int, int] = {}  # partition -> next offset, stored but not committed
         self._stored_at_ns: int | None = None  # when the oldest of those was stored
@@ -282,6 +286,8 @@ class Worker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        if self.notifier is not None:
+            self.notifier.start()
         try:
             while not self.stopping:
                 self.beat()
@@ -306,6 +312,8 @@ class Worker:
 
     def shutdown(self) -> None:
         """Leave the group (offsets of handled batches are already committed), close the sink."""
+        if self.notifier is not None:
+            self.notifier.stop()
         left = self.producer.flush(10)
         if left:
             log.error("%d DLQ/alert records undelivered at shutdown", left)

@@ -150,6 +150,34 @@ class PoolSettings(msgspec.Struct, frozen=True, kw_only=True):
         Backend, msgspec.Meta(description="where the workers run", extra={"cli": "--backend"})
     ] = "multiprocessing"
     ray_address: str = ""
+    # Webhook notifications of alerts (docs/contract.md, "Webhook notifications"): every raise,
+    # clear and acknowledgement is POSTed to each URL, signed with ALERT_WEBHOOK_SECRET, through
+    # the store's outbox, retried with backoff capped at ALERT_WEBHOOK_BACKOFF_CAP_S until sent
+    # or ALERT_WEBHOOK_GIVE_UP_S old.
+    alert_webhook_urls: Annotated[
+        frozenset[str], msgspec.Meta(description="comma-separated URLs notified of every alert raise, clear and ack")
+    ] = frozenset()
+    alert_webhook_secret: Annotated[
+        str, msgspec.Meta(description="HMAC-SHA256 key of the X-Signature-256 header (required with URLs)")
+    ] = ""
+    alert_webhook_timeout_ms: Annotated[Positive, msgspec.Meta(description="one delivery attempt's timeout")] = 5000
+    alert_webhook_backoff_cap_s: Annotated[
+        float, msgspec.Meta(gt=0, description="longest wait between two attempts of one delivery")
+    ] = 30.0
+    alert_webhook_give_up_s: Annotated[
+        Positive, msgspec.Meta(description="a delivery still failing this long after its event is marked failed")
+    ] = 86_400
+
+    def __post_init__(self) -> None:
+        for url in self.alert_webhook_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"ALERT_WEBHOOK_URLS: {url!r} is not an http:// or https:// URL")
+        if self.alert_webhook_urls and not self.alert_webhook_secret:
+            raise ConfigError("ALERT_WEBHOOK_SECRET must be set when ALERT_WEBHOOK_URLS is")
+
+    def webhooks(self) -> tuple[str, ...]:
+        """ALERT_WEBHOOK_URLS in a stable order."""
+        return tuple(sorted(self.alert_webhook_urls))
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

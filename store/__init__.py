@@ -17,19 +17,22 @@ from store.reads import SENSOR_SORTS, AlertState, Page, SensorQuery, SensorSort
 KINDS = ("sqlite", "postgres")
 
 
-def open_writer(kind: str, sqlite_path: str, database_url: str, rules: tuple[Rule, ...] = ()) -> Writer:
+def open_writer(
+    kind: str, sqlite_path: str, database_url: str, rules: tuple[Rule, ...] = (), webhooks: tuple[str, ...] = ()
+) -> Writer:
     """The writer of store `kind` (SINK), not yet set up; raises StoreSetupError for a
-    PostgreSQL store without a URL and ValueError for an unknown kind."""
+    PostgreSQL store without a URL and ValueError for an unknown kind. `webhooks`: the URLs
+    each alert raise and clear is queued for in the outbox (store/outbox.py)."""
     if kind == "sqlite":
         from store.sqlite import SqliteWriter
 
-        return SqliteWriter(sqlite_path, rules=rules)
+        return SqliteWriter(sqlite_path, rules=rules, webhooks=webhooks)
     if kind == "postgres":
         if not database_url:
             raise StoreSetupError("SINK=postgres needs DATABASE_URL")
         from store.postgres import PostgresWriter
 
-        return PostgresWriter(database_url, rules=rules)
+        return PostgresWriter(database_url, rules=rules, webhooks=webhooks)
     raise ValueError(f"unknown store {kind!r}")
 
 

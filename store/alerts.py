@@ -7,12 +7,14 @@ Runs inside the store's write transaction on the readings that transaction reall
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.alerts import AlertEvent, AlertRow, Key, KeyState, Latest, Rule, advance, keys, relevant, silences
 from pipeline.record import Record
+from store import outbox
 from store.dialect import SQLITE, Dialect, ts_text
 
 SCHEMA = """
@@ -115,8 +117,10 @@ def row_of(values: Sequence[Any]) -> AlertRow:
 class Lifecycle:
     """The lifecycle on one DB-API connection of the given dialect."""
 
-    def __init__(self, rules: tuple[Rule, ...], dialect: Dialect = SQLITE) -> None:
+    def __init__(self, rules: tuple[Rule, ...], dialect: Dialect = SQLITE, webhooks: tuple[str, ...] = ()) -> None:
         self.rules = rules
+        self.webhooks = webhooks  # ALERT_WEBHOOK_URLS: each raise and clear goes to the outbox
+        self._outbox = dialect.sql(outbox.INSERT)
         self.types = {rule.type for rule in rules}
         sql = dialect.sql
         self._upsert_row, self._upsert_state = sql(_UPSERT_ROW), sql(_UPSERT_STATE)
@@ -155,6 +159,8 @@ class Lifecycle:
             cur.executemany(
                 self._upsert_state, [(*k, s.last_ts, s.active_id, s.since) for k, s in result.states.items()]
             )
+        if self.webhooks and result.changed:
+            cur.executemany(self._outbox, outbox.rows(result.changed, self.webhooks, time.time_ns()))
         fresh = {row.id for row in result.changed}
         return [e for e in earlier if e.id not in fresh] + [row.event() for row in result.changed]
 
@@ -191,11 +197,14 @@ class Lifecycle:
             return []
         found = cur.execute(self._open_keys, [str(r) for r in self.silent]).fetchall()
         open_keys: set[Key] = {(rule, sensor_id, type_) for rule, sensor_id, type_ in found}
-        raised = []
-        for row in silences(self.silent, latest, now, open_keys):
-            if cur.execute(self._insert_new, (*(getattr(row, f) for f in FIELDS), 1)).rowcount:
-                raised.append(row.event())
-        return raised
+        raised = [
+            row
+            for row in silences(self.silent, latest, now, open_keys)
+            if cur.execute(self._insert_new, (*(getattr(row, f) for f in FIELDS), 1)).rowcount
+        ]
+        if self.webhooks and raised:  # the same outbox as run()'s raises (docs/contract.md)
+            cur.executemany(self._outbox, outbox.rows(raised, self.webhooks, time.time_ns()))
+        return [row.event() for row in raised]
 
     def pending(self, cur: Any) -> list[AlertEvent]:
         """Raised or cleared alerts not yet acknowledged by Kafka (their current state)."""

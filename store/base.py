@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from pipeline.alerts import AlertEvent, Rule
 from pipeline.record import Record
-from store import alerts, ledger, reads, retention, rollups
+from store import alerts, ledger, outbox, reads, retention, rollups
 from store.dialect import Bucket, Dialect, minute_text, ts_text
 from store.reads import AlertState, Page, SensorQuery
 
@@ -41,7 +41,8 @@ class Writer(abc.ABC):
     name: str
     dialect: Dialect
 
-    def __init__(self, rules: tuple[Rule, ...] = ()) -> None:
+    def __init__(self, rules: tuple[Rule, ...] = (), webhooks: tuple[str, ...] = ()) -> None:
+        self.webhooks = webhooks
         self.lifecycle = self._lifecycle(rules) if rules else None
         self.ledger = ledger.Ledger(self.dialect)
         self._sweep_from = ""  # retention: the last sensor_id pruned in this sweep
@@ -52,7 +53,7 @@ class Writer(abc.ABC):
         self._prune_rollups = [(r, sql(rollups.PRUNE.format(table=rollups.TABLE[r]))) for r in rollups.ROLLUPS]
 
     def _lifecycle(self, rules: tuple[Rule, ...]) -> alerts.Lifecycle:
-        return alerts.Lifecycle(rules, self.dialect)
+        return alerts.Lifecycle(rules, self.dialect, self.webhooks)
 
     @abc.abstractmethod
     def setup(self) -> None:
@@ -115,6 +116,35 @@ class Writer(abc.ABC):
         done = len(batch) < sensors
         self._sweep_from = "" if done else batch[-1]
         return deleted, done
+
+    # --- the webhook outbox (store/outbox.py), for the pool's deliverer -------------------
+
+    def claim_deliveries(self, now_ns: int, lease_ns: int, limit: int) -> list[outbox.Delivery]:
+        """Up to `limit` pending deliveries due at `now_ns`, oldest due first, each hidden from
+        other claims until `now_ns + lease_ns` (a deliverer that dies leaves them due again)."""
+        with self._transaction() as cur:
+            found = cur.execute(outbox.claim_sql(self.dialect), (now_ns + lease_ns, now_ns, limit)).fetchall()
+        return [outbox.delivery(row) for row in found]
+
+    def delivery_sent(self, d: outbox.Delivery, now_ns: int) -> None:
+        with self._transaction() as cur:
+            cur.execute(self.dialect.sql(outbox.SENT), (now_ns, d.event_id, d.url))
+
+    def delivery_retry(self, d: outbox.Delivery, error: str, next_ns: int) -> None:
+        with self._transaction() as cur:
+            cur.execute(self.dialect.sql(outbox.RETRY), (error, next_ns, d.event_id, d.url))
+
+    def delivery_failed(self, d: outbox.Delivery, error: str, now_ns: int) -> None:
+        with self._transaction() as cur:
+            cur.execute(self.dialect.sql(outbox.FAILED), (error, now_ns, d.event_id, d.url))
+
+    def pending_deliveries(self) -> tuple[int, int] | None:
+        """(when the oldest event still pending was written, when the soonest pending delivery
+        is due), or None when none is pending."""
+        found = self._select(self.dialect.sql(outbox.PENDING), ())
+        if not found or found[0][0] is None:
+            return None
+        return int(found[0][0]), int(found[0][1])
 
 
 class Reader(abc.ABC):
@@ -213,4 +243,16 @@ class Reader(abc.ABC):
 
     async def alerts(self, state: AlertState, sensor_id: str | None, limit: int, cursor: str | None) -> Page:
         sql, args = reads.alerts_sql(state, sensor_id, reads.decode_cursor(cursor, 2))
-        return reads.page(await self._query(sql, [*args, limit + 1]), limit, reads.alert, lambda r: [r[5], r[0]])
+        found = reads.page(await self._query(sql, [*args, limit + 1]), limit, reads.alert, lambda r: [r[5], r[0]])
+        await self.with_notifications(found.items)
+        return found
+
+    async def with_notifications(self, items: list[dict[str, Any]]) -> None:
+        """Add each alert's webhook delivery state (`notifications`, null: none) to `items`."""
+        if not items:
+            return
+        ids = [item["id"] for item in items]
+        sql = outbox.OF_ALERTS.format(marks=", ".join("?" * len(ids)))
+        summaries = outbox.summaries(await self._query(sql, ids))
+        for item in items:
+            item["notifications"] = summaries.get(item["id"])

@@ -19,7 +19,7 @@ import psycopg_pool
 from pipeline.alerts import AlertRow, Key, KeyState, Rule
 from pipeline.reading import utc_text
 from pipeline.record import Record
-from store import alerts, ledger, reads, rollups
+from store import alerts, ledger, outbox, reads, rollups
 from store.base import Reader, Writer, Written
 from store.dialect import POSTGRES
 from store.errors import StoreSetupError, StoreUnavailable
@@ -187,8 +187,8 @@ LEFT JOIN alerts a ON a.rule = k.rule AND a.sensor_id = k.sensor_id AND a.type =
 class PostgresLifecycle(alerts.Lifecycle):
     """One round trip for the states and open alerts of a batch's keys, not one per key."""
 
-    def __init__(self, rules: tuple[Rule, ...]) -> None:
-        super().__init__(rules, POSTGRES)
+    def __init__(self, rules: tuple[Rule, ...], webhooks: tuple[str, ...] = ()) -> None:
+        super().__init__(rules, POSTGRES, webhooks)
 
     def load(self, cur: Any, wanted: set[Key]) -> tuple[dict[Key, KeyState], dict[str, AlertRow]]:
         states: dict[Key, KeyState] = {}
@@ -211,14 +211,16 @@ class PostgresWriter(Writer):
     name = "postgres"
     dialect = POSTGRES
 
-    def __init__(self, url: str, connect_timeout: int = 5, rules: tuple[Rule, ...] = ()) -> None:
-        super().__init__(rules)
+    def __init__(
+        self, url: str, connect_timeout: int = 5, rules: tuple[Rule, ...] = (), webhooks: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(rules, webhooks)
         self.url = url
         self.connect_timeout = connect_timeout
         self._conn: psycopg.Connection | None = None
 
     def _lifecycle(self, rules: tuple[Rule, ...]) -> alerts.Lifecycle:
-        return PostgresLifecycle(rules)
+        return PostgresLifecycle(rules, self.webhooks)
 
     def setup(self) -> None:
         try:
@@ -231,6 +233,7 @@ class PostgresWriter(Writer):
                 conn.execute(alerts.SCHEMA)
                 alerts.upgrade(conn, POSTGRES)
                 conn.execute(ledger.SCHEMA)
+                conn.execute(outbox.SCHEMA)
                 self._hypertable(conn)
                 if not conn.execute("SELECT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:  # type: ignore[index]
                     conn.execute(BACKFILL_LATEST)
@@ -379,9 +382,29 @@ class PostgresReader(Reader):
             raise StoreUnavailable(f"PostgreSQL: {e}") from e
 
     async def ack(self, alert_id: str) -> dict[str, Any] | None:
-        await self._query(alerts.ACK, [reads.now_text(), alert_id])
-        rows = await self._query(alerts.ALERT, [alert_id])
-        return reads.alert(rows[0]) if rows else None
+        """The first acknowledgement sets `acked_at` and, in the same transaction, queues its
+        webhook event for the URLs the raise went to (store/outbox.py)."""
+        sql = POSTGRES.sql
+        try:
+            if not self._opened:
+                await self._pool.open(wait=False)
+                self._opened = True
+            async with self._pool.connection() as conn, conn.transaction():
+                first = (await conn.execute(sql(outbox.ACK_FIRST), [reads.now_text(), alert_id])).rowcount
+                row = await (await conn.execute(sql(alerts.ALERT), [alert_id])).fetchone()
+                if first and row is not None:
+                    urls = [u for (u,) in await (await conn.execute(sql(outbox.URLS_OF), [alert_id])).fetchall()]
+                    rows = outbox.rows([alerts.row_of(row)], urls, time.time_ns(), "acked")
+                    if rows:
+                        async with conn.cursor() as cur:
+                            await cur.executemany(sql(outbox.INSERT), rows)
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as e:
+            raise StoreUnavailable(f"PostgreSQL: {e}") from e
+        if row is None:
+            return None
+        item = reads.alert(row)
+        await self.with_notifications([item])
+        return item
 
     async def close(self) -> None:
         if self._opened:

@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.alerts import Rule
 from pipeline.record import Record
-from store import alerts, ledger, reads, rollups
+from store import alerts, ledger, outbox, reads, rollups
 from store.base import Reader, Writer, Written
 from store.dialect import SQLITE, SQLITE_MINUTE
 from store.errors import StoreSetupError, StoreUnavailable
@@ -147,8 +147,10 @@ class SqliteWriter(Writer):
     name = "sqlite"
     dialect = SQLITE
 
-    def __init__(self, path: str, busy_timeout_s: float = 30.0, rules: tuple[Rule, ...] = ()) -> None:
-        super().__init__(rules)
+    def __init__(
+        self, path: str, busy_timeout_s: float = 30.0, rules: tuple[Rule, ...] = (), webhooks: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(rules, webhooks)
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
@@ -165,7 +167,7 @@ class SqliteWriter(Writer):
                 # NOTE: FULL, not NORMAL: offsets are committed after this write, so the write must
                 # survive a power loss, not only a process crash (NORMAL loses the last commits then).
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{ROLLUPS}{alerts.SCHEMA}{ledger.SCHEMA}")
+                conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}{ROLLUPS}{alerts.SCHEMA}{ledger.SCHEMA}{outbox.SCHEMA}")
                 alerts.upgrade(conn, SQLITE)
                 if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM latest)").fetchone()[0]:
                     conn.execute(BACKFILL_LATEST)
@@ -277,17 +279,26 @@ class SqliteReader(Reader):
         return await asyncio.to_thread(self._fetch, sql, args)
 
     def _ack(self, alert_id: str) -> dict[str, Any] | None:
+        """The first acknowledgement sets `acked_at` and, in the same transaction, queues its
+        webhook event for the URLs the raise went to (store/outbox.py)."""
         try:
             conn = self._conn(writable=True)
             with conn:
-                conn.execute(alerts.ACK, (reads.now_text(), alert_id))
-            row = conn.execute(alerts.ALERT, (alert_id,)).fetchone()
+                conn.execute("BEGIN IMMEDIATE")
+                first = conn.execute(outbox.ACK_FIRST, (reads.now_text(), alert_id)).rowcount
+                row = conn.execute(alerts.ALERT, (alert_id,)).fetchone()
+                if first and row is not None:
+                    urls = [u for (u,) in conn.execute(outbox.URLS_OF, (alert_id,)).fetchall()]
+                    conn.executemany(outbox.INSERT, outbox.rows([alerts.row_of(row)], urls, time.time_ns(), "acked"))
         except sqlite3.Error as e:
             raise StoreUnavailable(f"SQLite: {e}") from e
         return reads.alert(row) if row else None
 
     async def ack(self, alert_id: str) -> dict[str, Any] | None:
-        return await asyncio.to_thread(self._ack, alert_id)
+        item = await asyncio.to_thread(self._ack, alert_id)
+        if item is not None:
+            await self.with_notifications([item])
+        return item
 
     async def close(self) -> None:
         """Thread-local connections close with their threads."""

@@ -223,6 +223,18 @@ async function run() {
       const row = document.querySelector(`#alerts tbody tr[data-alert-id="${id}"]`);
       return row?.dataset.state === 'cleared' && row.dataset.acked === 'true';
     }, alertId, { timeout: ALERT_MS });
+    if (process.env.EXPECT_WEBHOOKS) {
+      // A webhook receiver got the raise, the acknowledgement and the clear: the row says sent.
+      const since = Date.now();
+      await until('the alert\'s notifications shown as sent', async () => {
+        await page.selectOption('#alert-state', 'cleared');
+        await page.selectOption('#alert-state', 'all');
+        await page.waitForTimeout(300);
+        return page.evaluate((id) => document.querySelector(
+          `#alerts tbody tr[data-alert-id="${id}"] [data-notify]`)?.dataset.notify === 'sent', alertId);
+      }, 20000);
+      timings.alert_notified = Date.now() - since;
+    }
 
     await page.locator('#alerts').screenshot({ path: join(SHOTS, 'alerts.png') });
     await page.locator('#live').screenshot({ path: join(SHOTS, 'live-messages.png') });

@@ -30,7 +30,7 @@ def _store(pool: PoolSettings) -> Sink:
         raise BootError("SINK=postgres needs DATABASE_URL")
     if pool.sink not in KINDS:
         raise BootError(f"unknown sink {pool.sink!r}")
-    return open_writer(pool.sink, pool.sqlite_path, pool.database_url, rules)
+    return open_writer(pool.sink, pool.sqlite_path, pool.database_url, rules, pool.webhooks())
 
 
 __all__ = ["Sink", "Written", "make_sink"]

@@ -60,6 +60,18 @@ AGGREGATE = {
         "avg": {"type": "number"},
     },
 }
+# The alert's webhook deliveries (docs/contract.md, "Webhook notifications"); null: none queued.
+NOTIFICATIONS = {
+    "type": ["object", "null"],
+    "required": ["state", "deliveries", "pending", "attempts", "last_error"],
+    "properties": {
+        "state": {"enum": ["pending", "sent", "failed"]},
+        "deliveries": {"type": "integer", "minimum": 1},
+        "pending": {"type": "integer", "minimum": 0},
+        "attempts": {"type": "integer", "minimum": 0},
+        "last_error": _NULL_STR,
+    },
+}
 ALERT = {
     "type": "object",
     "required": [
@@ -93,6 +105,7 @@ ALERT = {
         "cleared_value": {"type": ["number", "null"]},
         "acked_at": _NULL_STR,
         "location": _NULL_STR,
+        "notifications": NOTIFICATIONS,
     },
 }
 COMPLETENESS = {

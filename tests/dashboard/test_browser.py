@@ -22,6 +22,7 @@ import pytest
 from harness.npm import npm_ci
 from harness.process import ROOT, unique
 from harness.stack import own_stack
+from harness.webhooks import Receiver
 
 pytestmark = pytest.mark.integration  # real processes and a real browser
 
@@ -51,13 +52,25 @@ def test_readings_alerts_and_acknowledgement_show_in_the_browser(
     for name in SCREENSHOTS:
         (shots / name).unlink(missing_ok=True)
     # A rule with every threshold part the alerts table shows (pattern, hysteresis), and a no-data
-    # rule that stays quiet within the test.
-    env = {"ALERT_RULES": "lab-*:temperature>40 clear<30,temperature silent 1h", "CONSUMER_WORKERS": "2"}
+    # rule that stays quiet within the test; the alert's webhooks: its row shows them sent.
+    receiver = Receiver("dashboard-secret").start()
+    env = {
+        "ALERT_RULES": "lab-*:temperature>40 clear<30,temperature silent 1h",
+        "CONSUMER_WORKERS": "2",
+        "ALERT_WEBHOOK_URLS": receiver.url,
+        "ALERT_WEBHOOK_SECRET": receiver.secret,
+    }
     with own_stack(unique("dash"), tmp_path, broker=kafka_broker, extra_env=env) as stack:
         result = subprocess.run(
             [node, "dashboard-test.mjs"],
             cwd=WEB,
-            env={**os.environ, "DASHBOARD_URL": stack.api_url, "SCREENSHOTS_DIR": str(shots), "CHROMIUM": CHROMIUM},
+            env={
+                **os.environ,
+                "DASHBOARD_URL": stack.api_url,
+                "SCREENSHOTS_DIR": str(shots),
+                "CHROMIUM": CHROMIUM,
+                "EXPECT_WEBHOOKS": "1",
+            },
             capture_output=True,
             text=True,
             timeout=180,
@@ -67,7 +80,11 @@ def test_readings_alerts_and_acknowledgement_show_in_the_browser(
     print(f"dashboard timings (ms): {timings}")
     for seen in ("table", "chart", "live"):
         assert timings[seen] <= 2000, f"{seen}: {timings[seen]} ms after the POST"
-    assert {"alert_raised", "alert_acked", "alert_cleared"} <= set(timings)
+    assert {"alert_raised", "alert_acked", "alert_cleared", "alert_notified"} <= set(timings)
+    receiver.stop()
+    events = [p.body["event"] for p in receiver.events().values() if p.body["alert"]["sensor_id"] == "lab-2"]
+    assert sorted(events) == ["acked", "cleared", "raised"], events  # the button's ack went out too
+    assert all(p.signature_ok for p in receiver.posts)
     width, height = png_size(shots / "dashboard.png")
     assert width == 1440 and height >= 900, "the full page at the test's viewport"
     for name in SCREENSHOTS:

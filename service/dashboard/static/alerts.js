@@ -5,6 +5,7 @@
 
 import { getJSON, postJSON } from './api.js';
 import { DASH, clock, el, num, showError } from './format.js';
+import { notificationCell } from './notifications.js';
 import { describeRule, ruleLabels, ruleParts } from './rule.js';
 
 // The rule's cell: its text, then each part labelled; data-* attributes name the parts.
@@ -72,7 +73,8 @@ export class AlertsPanel {
       el('td', { class: 'num' }, num(alert.raised_value)),
       el('td', { class: 'num', title: alert.last_at }, num(alert.last_value)),
       el('td', {}, cleared),
-      el('td', {}, acked));
+      el('td', {}, acked),
+      el('td', { class: 'notified' }, notificationCell(alert)));
   }
 
   async ack(alert, button) {

@@ -207,3 +207,27 @@ def test_an_existing_database_gets_the_outbox_at_setup(store: Store, receiver: R
     (alert,) = again.write([at(0, 41.0)]).alerts
     store.deliver_until(lambda: event_id(alert.id, "raised") in receiver.events())
     again.close()
+
+
+def test_a_no_data_alert_is_notified_like_a_threshold_one(tmp_path: Path, receiver: Receiver) -> None:
+    """A `silent` rule's alert is raised by the sweep, not by a write: it goes to the same
+    outbox. Fails if Lifecycle.sweep raises without queueing its deliveries (nothing arrives)."""
+    path = str(tmp_path / "s.db")
+    writer = open_writer("sqlite", path, "", parse_rules("temperature silent 10s"), webhooks=(receiver.url,))
+    writer.setup()
+    deliverer = open_writer("sqlite", path, "")
+    deliverer.setup()
+    notifier = Notifier(deliverer, SECRET, timeout_s=2.0, backoff_cap_s=0.3)
+    try:
+        writer.write([at(0, 20.0)])
+        (raised,) = writer.sweep_silent(datetime.now(timezone.utc))  # T0 is long past: silent
+        deadline = time.monotonic() + 20
+        while event_id(raised.id, "raised") not in receiver.events():
+            assert time.monotonic() < deadline, "the no-data alert was not delivered"
+            if not notifier.step():
+                time.sleep(0.05)
+        got = receiver.events()[event_id(raised.id, "raised")]
+        assert got.signature_ok and got.body["alert"]["rule"] == "temperature silent 10s"
+    finally:
+        writer.close()
+        deliverer.close()

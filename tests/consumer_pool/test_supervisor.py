@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -156,18 +158,32 @@ def test_sigterm_drains_commits_and_leaves_the_group(
     wait_until("the rest after restart", lambda: sqlite_count(db) == len(sent), 90, again)
 
 
-def test_sigterm_while_workers_boot_drains_every_worker(start_pool: PoolFactory) -> None:
+def test_sigterm_while_workers_boot_drains_every_worker(start_pool: PoolFactory, pool_env: dict[str, str]) -> None:
     """A SIGTERM that reaches a worker during its boot waits (blocked) until its handler is
     set, then drains it. Was: the first worker spawned died of it (`exited on SIGTERM`),
     because launching multiprocessing's resource tracker unblocked SIGTERM in the supervisor
-    just before that worker was spawned (consumer_pool/process_backend.py)."""
-    pool = start_pool("--workers", "2", wait=False)
-    wait_until("both workers spawned", lambda: pool.log().count("booting worker") == 2, 60, pool)
-    assert "booted (sink" not in pool.log()  # NOTE: the signal lands during their boot (~1-2 s)
-    pool.signal(signal.SIGTERM)
+    just before that worker was spawned (consumer_pool/process_backend.py).
+    NOTE: the workers are held inside their boot by the test's own write lock on the SQLite
+    file (their setup waits for it), so the signal lands during the boot on any machine."""
+    path = pool_env["SQLITE_PATH"]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("PRAGMA journal_mode=WAL")
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        pool = start_pool("--workers", "2", wait=False)
+        wait_until("both workers spawned", lambda: pool.log().count("booting worker") == 2, 60, pool)
+        time.sleep(0.5)  # NOTE: into their setup, where they wait for the lock (the log has no line for it)
+        assert "booted (sink" not in pool.log()
+        pool.signal(signal.SIGTERM)
+        time.sleep(0.5)  # NOTE: the signal is pending in the booting workers
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
     assert pool.popen.wait(60) == 0, pool.log()[-3000:]
     log = pool.log()
     assert "exited on SIGTERM" not in log, log[-3000:]
+    assert log.count("booted (sink") == 2, log[-3000:]
     assert log.count("left the group") == 2, log[-3000:]
 
 

@@ -45,8 +45,11 @@ def test_inherited_drops_the_callers_metrics_folders() -> None:
 def test_create_then_delete_on_the_real_broker(kafka_broker: str) -> None:
     iso = Isolation.fresh(kafka_broker, "test-isolation").create()
     try:
-        topics = admin(kafka_broker).list_topics(timeout=10).topics
-        assert len(topics[iso.topic].partitions) == 6
+        # NOTE: a new topic reaches the metadata a moment after its creation is acknowledged.
+        topic = wait_until(
+            "the topic in the metadata", lambda: admin(kafka_broker).list_topics(timeout=10).topics.get(iso.topic), 30
+        )
+        assert len(topic.partitions) == 6
     finally:
         iso.delete()
     wait_until("the topic deleted", lambda: iso.topic not in admin(kafka_broker).list_topics(timeout=10).topics, 30)

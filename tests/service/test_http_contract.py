@@ -161,7 +161,7 @@ def test_openapi_document_describes_every_route(api: str) -> None:
     assert doc["openapi"].startswith("3.1")
     ingest = {"/sensor", "/sensor/batch", "/healthz", "/readyz", "/metrics", "/openapi.json"}
     read = {"/sensors", "/sensors/{sensor_id}/readings", "/sensors/{sensor_id}/aggregates", "/alerts"}
-    read |= {"/alerts/{alert_id}/ack", "/stream", "/pipeline"}
+    read |= {"/sensors/{sensor_id}/completeness", "/alerts/{alert_id}/ack", "/stream", "/pipeline"}
     assert set(doc["paths"]) == ingest | read  # the dashboard's HTML and files are not API
     reading = doc["components"]["schemas"]["Reading"]
     assert set(reading["required"]) == {"sensor_id", "timestamp", "type", "value"}

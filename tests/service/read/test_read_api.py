@@ -3,6 +3,7 @@ the alert lifecycle with acknowledgement, the SSE stream and its gap-free resume
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -264,10 +266,16 @@ def test_the_stream_delivers_readings_and_alerts_live_and_resumes_without_gaps(s
 
 
 def test_pipeline_health_reports_rates_latency_and_the_pool(stack: Endpoints) -> None:
-    get(stack, "/pipeline")
-    post(stack, [reading(f"h-{i}", i % 60, 1.0) for i in range(50)])
-    # The rates are taken between two /pipeline calls: poll until one spans the readings' storing.
-    health = wait_until("a rate", lambda: (h := get(stack, "/pipeline"))["stored_rate"] and h, 20)
+    sent = iter(range(10_000))
+
+    def both_rates() -> dict[str, Any] | None:
+        # NOTE: the rates are taken between two /pipeline calls of the same API worker (each
+        # keeps its own history): readings go on arriving until one call sees both rates.
+        post(stack, [reading(f"h-{i}", i % 60, 1.0) for i in itertools.islice(sent, 5)])
+        h = get(stack, "/pipeline")
+        return h if h["stored_rate"] and h["ingest_rate"] else None
+
+    health = wait_until("an ingest and a stored rate", both_rates, 30)
     assert health["pool_reachable"] is True and health["workers_alive"] == 2
     assert health["ingest_rate"] > 0 and health["dlq_total"] == 0
     # Everything posted is stored and committed: the lag reported drops to exactly 0.
